@@ -1,0 +1,1 @@
+"""Statistics of training success over seeds, read from MLflow."""

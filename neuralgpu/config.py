@@ -1,0 +1,339 @@
+"""One typed, validated config per Neural GPU training run.
+
+`TrainConfig` is the single source of truth for a run: the CLI builds its flags from these fields, sweeps
+expand their axes into these fields, and the trainer reads nothing else. Every field has a one-line docstring
+(the comment above it); `describe_fields()` turns them into the CLI help.
+
+Defaults follow the K15/P16 public code (see shared/reference/neural_gpu.md); where the two disagree, the
+field exposes the choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad run configuration: the message names the key, the source and the fix."""
+
+
+SUCCESS_METRICS = ("seq_error", "digit_error")
+
+
+@dataclass
+class TrainConfig:
+    # --- what to learn -------------------------------------------------------------------------------------
+    task: str = "badd"
+    """Task name from neuralgpu.tasks.TASKS (badd, qadd, add, bmul, mul, copy, rev, ...)."""
+    seed: int = 0
+    """Seeds Python, NumPy, torch and the example generators; the nuisance axis of every pool."""
+
+    # --- model -----------------------------------------------------------------------------------------------
+    model: str = "k15"
+    """Model variant: k15 (Kaiser & Sutskever 2015 as extended by Price et al. 2016)."""
+    width: int = 24
+    """m, the number of maps of the mental image (P16 default 24; P16 explored 3..512)."""
+    height: int = 4
+    """h, the height of the mental image."""
+    kernel: int = 3
+    """Convolution kernel size (kernel x kernel)."""
+    cgrus_per_step: int = 2
+    """CGRUs applied per step; a length-n input runs n steps."""
+    relax_copies: int = 6
+    """Parameter-sharing relaxation: copies of each CGRU weight set, step t uses copy t mod r (1 = off)."""
+    dropout: float = 0.15
+    """Dropout on the state after each step, scaled as dropout * 8 / length (P16: keep = 1 - 0.15*8/len)."""
+    init_scale: float = 1.8
+    """Factor of the uniform unit-scaling initialiser (K15)."""
+    sigmoid_cutoff: float = 1.2
+    """Cutoff c of the hard sigmoid clamp(c*sigmoid(x) - (c-1)/2, 0, 1) used by the CGRU gates."""
+
+    # --- curriculum ------------------------------------------------------------------------------------------
+    curriculum: str = "length"
+    """length: K15 length curriculum with mixing; none: every batch draws a length in [min_length, max_length]."""
+    min_length: int = 3
+    """Shortest training length."""
+    start_length: int = 6
+    """First curriculum length (K15)."""
+    max_length: int = 41
+    """Longest training length (41 = 20-digit operands)."""
+    advance_threshold: float = 0.15
+    """Advance the curriculum when the training sequence error at the current length is below this."""
+    advance_every: int = 200
+    """Steps between curriculum checks (also the LR-decay and relaxation checkpoints)."""
+
+    # --- optimiser -------------------------------------------------------------------------------------------
+    batch_size: int = 32
+    """Examples per training step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    adam_eps: float = 1e-4
+    """Adam epsilon (P16; K15 first release 1e-5)."""
+    clip_norm: float = 1.0
+    """Global gradient-norm clip."""
+    lr_decay: float = 0.98
+    """Multiply the LR by this when a checkpoint's loss is worse than the max of the previous three (1 = off)."""
+    grad_noise: bool = False
+    """Add gradient noise std = scale*sqrt(step^-0.55 * max(0, seq_err - 0.02)); the released TF code never did."""
+    grad_noise_scale: float = 1.0
+    """Scale of the gradient noise."""
+    pull_start: float = 0.0005
+    """Initial weight of the relaxation pull sum_i ||w_i - mean(w)||^2."""
+    pull_growth: float = 1.2
+    """Pull multiplier at each curriculum advance while pull < pull_limit."""
+    pull_limit: float = 0.1
+    """Once the pull reaches this, every advance sets all copies to their mean."""
+
+    # --- budget ----------------------------------------------------------------------------------------------
+    max_steps: int = 20000
+    """Training steps budget (0 = no step limit; then max_minutes must be set)."""
+    max_minutes: float = 0.0
+    """Wall-time budget in minutes (0 = none). A time budget makes the stopping step machine-dependent."""
+    patience_steps: int = 0
+    """Stop as `no_progress` when the curriculum length has not advanced for this many steps (0 = never)."""
+    stop_on_success: bool = True
+    """End the run at the first success (success is 'ever below the threshold', so later steps cannot undo it)."""
+
+    # --- evaluation and success ------------------------------------------------------------------------------
+    eval_every: int = 200
+    """Steps between evaluations at the current training length (and, when gated open, the success test)."""
+    eval_lengths: tuple[int, ...] = (201, 401)
+    """Test lengths evaluated at the end of the run (and logged as eval/seq_error@L)."""
+    eval_batch: int = 128
+    """Examples per test length (P16's large test: 128)."""
+    eval_chunk: int = 16
+    """Examples per forward pass during evaluation: bounds memory at long lengths (2001 on CPU)."""
+    success_metric: str = "seq_error"
+    """Metric of the success rule: seq_error or digit_error."""
+    success_threshold: float = 0.01
+    """Success when the metric at success_length is below this (P16: 1% sequence error)."""
+    success_length: int = 201
+    """Test length of the success rule (P16: 201, i.e. 100-digit operands)."""
+    success_gate: float = 0.05
+    """Run the success test only once the training error at max_length is below this (P16)."""
+    success_hold: int = 1
+    """Consecutive passing success tests needed (1 = P16's 'ever below')."""
+
+    # --- runtime ---------------------------------------------------------------------------------------------
+    report_every: int = 50
+    """Steps between metric reports (progress line, sweep record)."""
+    checkpoint_every: int = 1000
+    """Steps between full training-state checkpoints (when a checkpoint directory is given)."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda or cuda:N."""
+    threads: int = 1
+    """torch CPU threads. Bit-identical metrics need the same value; sweeps give one thread per CPU."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # Derived values live next to the parse: computed, never stored in files.
+    @property
+    def uses_relaxation(self) -> bool:
+        return self.relax_copies > 1
+
+    def validate(self, source: str = "config") -> None:
+        from neuralgpu.curriculum import CURRICULA
+        from neuralgpu.model import MODELS
+        from neuralgpu.tasks import TASKS
+
+        def need(ok: bool, key: str, problem: str, fix: str) -> None:
+            if not ok:
+                raise ConfigError(f"{source}: `{key}` {problem}; {fix}.")
+
+        need(
+            self.task in TASKS,
+            "task",
+            f"is {self.task!r}, not a known task",
+            f"use one of {', '.join(sorted(TASKS))}",
+        )
+        need(self.model in MODELS, "model", f"is {self.model!r}", f"use one of {', '.join(MODELS)}")
+        need(
+            self.curriculum in CURRICULA,
+            "curriculum",
+            f"is {self.curriculum!r}, not a known curriculum",
+            f"use one of {', '.join(CURRICULA)}",
+        )
+        need(
+            self.success_metric in SUCCESS_METRICS,
+            "success_metric",
+            f"is {self.success_metric!r}",
+            f"use one of {', '.join(SUCCESS_METRICS)}",
+        )
+        need(
+            3 <= self.width <= 4096,
+            "width",
+            f"is {self.width}",
+            "use a width between 3 and 4096 (K15/P16: 24..512)",
+        )
+        need(self.height >= 1, "height", f"is {self.height}", "use a positive height (K15: 4)")
+        need(self.kernel >= 1 and self.kernel % 2 == 1, "kernel", f"is {self.kernel}", "use an odd kernel size")
+        need(self.cgrus_per_step >= 1, "cgrus_per_step", f"is {self.cgrus_per_step}", "use at least 1")
+        need(
+            self.relax_copies >= 1,
+            "relax_copies",
+            f"is {self.relax_copies}",
+            "use at least 1 (1 = no relaxation)",
+        )
+        need(0.0 <= self.dropout < 1.0, "dropout", f"is {self.dropout}", "use a rate in [0, 1)")
+        need(
+            3 <= self.min_length <= self.start_length <= self.max_length,
+            "start_length",
+            f"breaks min_length <= start_length <= max_length ({self.min_length}, {self.start_length}, "
+            f"{self.max_length})",
+            "order them, with min_length >= 3",
+        )
+        need(self.batch_size >= 1, "batch_size", f"is {self.batch_size}", "use at least 1")
+        for key in ("lr", "adam_eps", "clip_norm", "lr_decay", "pull_growth", "init_scale", "sigmoid_cutoff"):
+            value = getattr(self, key)
+            need(math.isfinite(value) and value > 0, key, f"is {value}", "use a positive number")
+        need(self.lr_decay <= 1.0, "lr_decay", f"is {self.lr_decay}", "use a factor in (0, 1]")
+        for key in (
+            "max_steps",
+            "patience_steps",
+            "max_minutes",
+            "pull_start",
+            "pull_limit",
+            "grad_noise_scale",
+        ):
+            need(getattr(self, key) >= 0, key, f"is {getattr(self, key)}", "use 0 or a positive number")
+        need(
+            self.max_steps > 0 or self.max_minutes > 0,
+            "max_steps",
+            "and max_minutes are both 0, so the run would never end",
+            "set a step or minute budget",
+        )
+        for key in (
+            "advance_every",
+            "eval_every",
+            "report_every",
+            "checkpoint_every",
+            "eval_batch",
+            "eval_chunk",
+            "success_hold",
+        ):
+            need(getattr(self, key) >= 1, key, f"is {getattr(self, key)}", "use a positive integer")
+        need(
+            0.0 <= self.advance_threshold <= 1.0,
+            "advance_threshold",
+            f"is {self.advance_threshold}",
+            "use a fraction in [0, 1]",
+        )
+        need(
+            0.0 < self.success_threshold <= 1.0,
+            "success_threshold",
+            f"is {self.success_threshold}",
+            "use a fraction in (0, 1]",
+        )
+        need(
+            0.0 < self.success_gate <= 1.0,
+            "success_gate",
+            f"is {self.success_gate}",
+            "use a fraction in (0, 1]",
+        )
+        need(self.success_length >= 3, "success_length", f"is {self.success_length}", "use a length >= 3")
+        need(
+            len(self.eval_lengths) > 0 and all(n >= 3 for n in self.eval_lengths),
+            "eval_lengths",
+            f"is {list(self.eval_lengths)}",
+            "give one or more lengths >= 3",
+        )
+        need(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            f"is {self.device!r}",
+            "use auto, cpu, cuda or cuda:N",
+        )
+        need(self.threads >= 1, "threads", f"is {self.threads}", "use at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, not tuples) so the dict survives YAML, JSON and MLflow params."""
+        out = dataclasses.asdict(self)
+        out["eval_lengths"] = list(self.eval_lengths)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build and validate a config; unknown keys and wrong types raise ConfigError naming key and source."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of config keys, got {type(values).__name__}.")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key `{unknown[0]}`; known keys are {', '.join(known)} "
+                "(see `python -m neuralgpu.train --help`)."
+            )
+        hints = typing.get_type_hints(cls)
+        converted = {key: coerce(key, value, hints[key], source) for key, value in values.items()}
+        try:
+            return cls(**converted)
+        except ConfigError as exc:  # __post_init__ validated under the generic name: name the real source
+            raise ConfigError(f"{source}:{str(exc).removeprefix('config:')}") from None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
+    """Check one value against its field type; ints are accepted for floats, nothing else is converted."""
+
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: `{key}` should be {expected}, got {value!r} ({type(value).__name__}).")
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise wrong("a list of integers")
+        return tuple(value)
+    raise TypeError(f"no coercion for field type {hint!r}")  # a programming error, not bad input
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with safe_load; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); check the path.") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax at the position shown.") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(values).__name__}.")
+    return values
+
+
+def describe_fields() -> dict[str, str]:
+    """Field name -> its one-line docstring (the string under each field above)."""
+    import inspect
+
+    source = inspect.getsource(TrainConfig)
+    docs = dict(re.findall(r"^\s{4}(\w+): [^\n]*\n\s{4}\"\"\"(.*?)\"\"\"", source, flags=re.M | re.S))
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(TrainConfig)}

@@ -1,0 +1,64 @@
+"""Error metrics and evaluation at long test lengths, in bounded memory.
+
+Sequence error: share of examples with any wrong symbol at a target position that is not padding.
+Digit error: share of wrong symbols over those positions. (shared/reference/neural_gpu.md, "Evaluation")
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neuralgpu.tasks import random_batch
+
+
+def count_errors(predictions: torch.Tensor, targets: torch.Tensor) -> tuple[int, int, int]:
+    """predictions, targets: (B, n) symbols. Returns (wrong sequences, wrong digits, digits scored)."""
+    scored = targets != 0
+    wrong = (predictions != targets) & scored  # (B, n)
+    return int(wrong.any(dim=1).sum()), int(wrong.sum()), int(scored.sum())
+
+
+def error_rates(predictions: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+    """(sequence error, digit error) of one batch."""
+    wrong_seqs, wrong_digits, digits = count_errors(predictions, targets)
+    return wrong_seqs / predictions.shape[0], wrong_digits / max(digits, 1)
+
+
+@torch.no_grad()
+def evaluate_length(
+    model: torch.nn.Module,
+    task: str,
+    length: int,
+    examples: int,
+    rng: np.random.Generator,
+    chunk: int = 16,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Sequence and digit error of `examples` fresh random examples at `length`, `chunk` examples per pass.
+
+    Memory is bounded by one chunk: no graph is kept and the state is (chunk, m, h, length) at any time, so
+    length 2001 runs on a CPU.
+    """
+    was_training = model.training
+    model.eval()
+    wrong_seqs = wrong_digits = digits = 0
+    try:
+        for start in range(0, examples, chunk):
+            size = min(chunk, examples - start)
+            inputs, targets = (torch.from_numpy(a).to(device) for a in random_batch(task, length, size, rng))
+            logits, _ = model(inputs, targets)
+            counts = count_errors(logits.argmax(dim=-1), targets)
+            wrong_seqs, wrong_digits, digits = (
+                wrong_seqs + counts[0],
+                wrong_digits + counts[1],
+                digits + counts[2],
+            )
+    finally:
+        model.train(was_training)
+    return {
+        "length": length,
+        "seq_error": wrong_seqs / examples,
+        "digit_error": wrong_digits / max(digits, 1),
+        "examples": examples,
+    }

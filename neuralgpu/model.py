@@ -1,0 +1,164 @@
+"""The Neural GPU (Kaiser & Sutskever 2015, arXiv 1511.08228; as extended by Price et al. 2016, arXiv 1611.00736).
+
+Only modules and their config live here: no I/O, no training loop. `forward` returns logits, plus the loss when
+targets are given. Layout of the mental image: (B, m, h, n) = (batch, maps, height, length), so the 3x3
+convolutions run over (height, length) exactly as K15's 2-D convolution over h x n.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    """Number of symbols (0 = padding)."""
+    width: int = 24
+    """m: maps of the mental image."""
+    height: int = 4
+    """h: rows of the mental image; the input is written into row 0."""
+    kernel: int = 3
+    """Convolution kernel size."""
+    cgrus_per_step: int = 2
+    """CGRUs applied at each of the n steps."""
+    relax_copies: int = 6
+    """Copies of every CGRU weight set; step t uses copy t mod relax_copies (K15's parameter-sharing relaxation)."""
+    init_scale: float = 1.8
+    """Factor of the uniform unit-scaling initialiser (K15)."""
+    sigmoid_cutoff: float = 1.2
+    """c of the hard sigmoid: clamp(c*sigmoid(x) - (c-1)/2, 0, 1) can saturate to exactly 0 and 1 (K15)."""
+
+
+def sigmoid_cutoff(x: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """K15's saturating sigmoid: 1.2*sigmoid(x) - 0.1, clamped to [0, 1]."""
+    return torch.clamp(cutoff * torch.sigmoid(x) - (cutoff - 1.0) / 2.0, 0.0, 1.0)
+
+
+def unit_scaling_(tensor: torch.Tensor, fan_in: int, factor: float) -> torch.Tensor:
+    """TF's uniform_unit_scaling_initializer: U(-a, a) with a = factor * sqrt(3 / fan_in)."""
+    bound = factor * math.sqrt(3.0 / fan_in)
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound)
+
+
+class RelaxedConv2d(nn.Module):
+    """A same-padded convolution with `copies` independent weight sets; `forward(x, copy)` picks one.
+
+    weight: (copies, out, in, k, k), bias: (copies, out). With copies == 1 this is a plain shared conv.
+    """
+
+    def __init__(self, in_maps: int, out_maps: int, kernel: int, copies: int, init_scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(copies, out_maps, in_maps, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(copies, out_maps))
+        unit_scaling_(self.weight, fan_in=in_maps * kernel * kernel, factor=init_scale)
+        self.padding = kernel // 2
+
+    def forward(self, x: torch.Tensor, copy: int) -> torch.Tensor:
+        return F.conv2d(x, self.weight[copy], self.bias[copy], padding=self.padding)
+
+
+class CGRU(nn.Module):
+    """Convolutional GRU: u = sig_c(U*s + 1), r = sig_c(R*s + 1), c = tanh(C*(r.s)), s' = u.s + (1-u).c."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        m, k, r = cfg.width, cfg.kernel, cfg.relax_copies
+        self.gates = RelaxedConv2d(m, 2 * m, k, r, cfg.init_scale)  # u and r in one convolution
+        self.candidate = RelaxedConv2d(m, m, k, r, cfg.init_scale)
+        self.cutoff = cfg.sigmoid_cutoff
+
+    def forward(self, s: torch.Tensor, copy: int) -> torch.Tensor:
+        # Gate biases start at 0 and the gates get a constant +1 (K15), so the GRU starts close to "keep".
+        u, r = sigmoid_cutoff(self.gates(s, copy) + 1.0, self.cutoff).chunk(2, dim=1)  # (B, m, h, n) each
+        c = torch.tanh(self.candidate(r * s, copy))
+        return u * s + (1.0 - u) * c
+
+
+class NeuralGPU(nn.Module):
+    """K15/P16 Neural GPU: embed into row 0 of an (m, h, n) image, run n steps of CGRUs, read out row 0."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        m = cfg.width
+        self.embed = nn.Embedding(cfg.vocab_size, m, padding_idx=0)  # padding embeds to exactly zero
+        self.input_proj = nn.Conv1d(m, m, 1)  # K15's 1x1 convolution after the embedding's tanh
+        self.cgrus = nn.ModuleList(CGRU(cfg) for _ in range(cfg.cgrus_per_step))
+        self.readout = nn.Conv1d(m, cfg.vocab_size, 1)
+        for module in (self.input_proj, self.readout):
+            unit_scaling_(module.weight, fan_in=m, factor=cfg.init_scale)
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        dropout: float = 0.0,
+        steps: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """inputs, targets: (B, n) int64 symbols. Returns logits (B, n, vocab) and the mean cross-entropy over
+        active positions (input or target not padding), or None without targets.
+
+        dropout: rate on the state after each step (training only). steps: defaults to n (K15: n steps).
+        """
+        batch, n = inputs.shape
+        active = inputs != 0 if targets is None else (inputs != 0) | (targets != 0)  # (B, n)
+        mask = active[:, None, None, :].to(self.embed.weight.dtype)  # (B, 1, 1, n)
+
+        x = torch.tanh(self.embed(inputs)).transpose(1, 2)  # (B, m, n)
+        x = self.input_proj(x)
+        rest = x.new_zeros(batch, self.cfg.width, self.cfg.height - 1, n)
+        state = torch.cat([x.unsqueeze(2), rest], dim=2) * mask  # (B, m, h, n)
+
+        for t in range(n if steps is None else steps):
+            copy = t % self.cfg.relax_copies
+            for cgru in self.cgrus:
+                state = cgru(state, copy)
+            if self.training and dropout > 0:
+                state = F.dropout(state, p=dropout)
+            state = state * mask  # positions that are padding in both input and target stay zero
+
+        logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
+        if targets is None:
+            return logits, None
+        loss_per_position = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        weights = active.reshape(-1).to(loss_per_position.dtype)
+        return logits, (loss_per_position * weights).sum() / weights.sum().clamp_min(1.0)
+
+    def relaxed_parameters(self) -> list[nn.Parameter]:
+        """The CGRU weight sets that have one copy per relaxation slot (leading dim = relax_copies)."""
+        return [p for cgru in self.cgrus for p in cgru.parameters()]
+
+    def relaxation_penalty(self) -> torch.Tensor:
+        """sum over weight sets of sum_i ||w_i - mean_i(w)||^2 (K15's pull term, before its weight)."""
+        total = self.embed.weight.new_zeros(())
+        for p in self.relaxed_parameters():
+            total = total + (p - p.mean(dim=0, keepdim=True)).pow(2).sum()
+        return total
+
+    @torch.no_grad()
+    def average_copies(self) -> None:
+        """Set every copy of every CGRU weight set to the copies' mean (the end of K15's annealing)."""
+        for p in self.relaxed_parameters():
+            p.copy_(p.mean(dim=0, keepdim=True).expand_as(p))
+
+    def conv_flops(self, length: int) -> int:
+        """Multiply-add FLOPs (2 per MAC) of the CGRU convolutions for one example of this length."""
+        m, h, k = self.cfg.width, self.cfg.height, self.cfg.kernel
+        per_cgru = 2 * (3 * m) * m * k * k * h * length  # gates (2m outputs) + candidate (m outputs)
+        return per_cgru * self.cfg.cgrus_per_step * length
+
+
+MODELS = {"k15": NeuralGPU}
+
+
+def build_model(name: str, cfg: ModelConfig) -> nn.Module:
+    """The model variant selected by config (see neuralgpu.config.MODELS)."""
+    return MODELS[name](cfg)

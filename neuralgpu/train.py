@@ -1,0 +1,509 @@
+"""Train one Neural GPU for one seed: `train(cfg, report=...) -> TrainResult`, plus the command line.
+
+The same function runs in a test, from the command line and inside a Ray Tune trial; it imports neither Ray
+nor MLflow. Metric names (stable; the analysis relies on them):
+
+    step                      training steps done
+    train/loss                mean cross-entropy over the report window (before the relaxation pull)
+    train/seq_error           mean training sequence error over the window (dropout on, all sampled lengths)
+    train/digit_error         mean training digit error over the window
+    train/lr, train/pull      learning rate and relaxation pull weight now
+    train/examples_per_s      training throughput over the window
+    curriculum/length         the curriculum's current length
+    time/wall_s               wall time spent training (summed across resumes)
+    eval/seq_error@train      sequence error at the current curriculum length (dropout off), every eval_every
+    eval/seq_error@L          sequence error at test length L; eval/digit_error@L likewise
+    success                   1 once the success rule held, else 0
+    steps_to_success          the step at which it first held
+
+Usage: python -m neuralgpu.train --task badd --width 24 --seed 0 [--config run.yaml] [--checkpoint-dir D]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuralgpu.config import ConfigError, TrainConfig, describe_fields, load_yaml
+from neuralgpu.curriculum import make_curriculum
+from neuralgpu.evaluate import error_rates, evaluate_length
+from neuralgpu.model import ModelConfig, build_model
+from neuralgpu.tasks import VOCAB_SIZE, random_batch
+
+Report = Callable[[dict[str, float], str | None], None]
+CHECKPOINT_FILE = "state.pt"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainResult:
+    success: bool
+    steps_to_success: int | None
+    stop_reason: str
+    """success, max_steps, max_minutes, no_progress or diverged."""
+    steps: int
+    wall_time_s: float
+    final_metrics: dict[str, float]
+    eval_table: list[dict[str, float]] = field(default_factory=list)
+    diverged_step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Generators:
+    """Every random stream of a run. Training data and evaluation data are separate streams so that
+    evaluating more or less often never changes the training batches."""
+
+    data: np.random.Generator
+    eval: np.random.Generator
+
+
+def seed_everything(seed: int) -> Generators:
+    """Seed Python, NumPy's global state, torch (CPU and CUDA: dropout, init, gradient noise) and return the
+    run's own example generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return Generators(data=np.random.default_rng([seed, 0]), eval=np.random.default_rng([seed, 1]))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config: `device` is {name!r} but torch sees no CUDA device; use device: auto or cpu.")
+    return torch.device(name)
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=VOCAB_SIZE,
+        width=cfg.width,
+        height=cfg.height,
+        kernel=cfg.kernel,
+        cgrus_per_step=cfg.cgrus_per_step,
+        relax_copies=cfg.relax_copies,
+        init_scale=cfg.init_scale,
+        sigmoid_cutoff=cfg.sigmoid_cutoff,
+    )
+
+
+def dropout_rate(cfg: TrainConfig, length: int) -> float:
+    """P16: keep = 1 - dropout * 8 / length, so short examples get more dropout (capped below 1)."""
+    return min(cfg.dropout * 8.0 / length, 0.9)
+
+
+def gradient_noise_std(cfg: TrainConfig, step: int, seq_error: float) -> float:
+    """K15: std = scale * sqrt(step^-0.55 * max(0, seq_error - 0.02)); 0 once the error is tiny."""
+    return cfg.grad_noise_scale * math.sqrt(step**-0.55 * max(0.0, seq_error - 0.02))
+
+
+@dataclass
+class Window:
+    """Running sums over the steps since the last report."""
+
+    loss: float = 0.0
+    seq_error: float = 0.0
+    digit_error: float = 0.0
+    examples: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, seq_error: float, digit_error: float, examples: int, seconds: float) -> None:
+        self.loss += loss
+        self.seq_error += seq_error
+        self.digit_error += digit_error
+        self.examples += examples
+        self.steps += 1
+        self.seconds += seconds
+
+    def means(self) -> dict[str, float]:
+        n = max(self.steps, 1)
+        return {
+            "train/loss": self.loss / n,
+            "train/seq_error": self.seq_error / n,
+            "train/digit_error": self.digit_error / n,
+            "train/examples_per_s": self.examples / self.seconds if self.seconds > 0 else 0.0,
+        }
+
+
+@dataclass
+class Progress:
+    """Trainer state besides model, optimiser, curriculum and RNGs; all of it goes into a checkpoint."""
+
+    step: int = 0
+    lr: float = 0.0
+    pull: float = 0.0
+    wall_s: float = 0.0
+    last_advance_step: int = 0
+    check_losses: list[float] = field(default_factory=list)
+    """Mean training loss of each curriculum-check window, for the LR decay rule."""
+    check_loss_sum: float = 0.0
+    check_loss_steps: int = 0
+    recent_seq_error: float = 1.0
+    """Training sequence error of the last step, for the gradient-noise schedule."""
+    success_streak: int = 0
+    steps_to_success: int | None = None
+    window: Window = field(default_factory=Window)
+    pending_eval: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """Holds one run's state; `run()` is the plain top-to-bottom loop. Use `train()` from outside."""
+
+    def __init__(self, cfg: TrainConfig, report: Report | None, checkpoint_dir: str | None):
+        self.cfg = cfg
+        self.report = report
+        self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
+        torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        self.rngs = seed_everything(cfg.seed)
+        self.model = build_model(cfg.model, model_config(cfg)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.curriculum = make_curriculum(
+            cfg.curriculum, cfg.min_length, cfg.start_length, cfg.max_length, cfg.advance_threshold
+        )
+        self.progress = Progress(lr=cfg.lr, pull=cfg.pull_start if cfg.relax_copies > 1 else 0.0)
+        self.eval_table: list[dict[str, float]] = []
+
+    # --- one step ----------------------------------------------------------------------------------------
+    def train_step(self) -> float:
+        """One optimiser step; returns the loss (NaN/inf when the run diverged, without updating)."""
+        cfg, progress = self.cfg, self.progress
+        started = time.perf_counter()
+        length = self.curriculum.sample_length(self.rngs.data)
+        inputs, targets = (
+            torch.from_numpy(a).to(self.device) for a in random_batch(cfg.task, length, cfg.batch_size, self.rngs.data)
+        )
+        logits, loss = self.model(inputs, targets, dropout=dropout_rate(cfg, length))
+        if not torch.isfinite(loss):
+            return float(loss)
+        objective = loss + progress.pull * self.model.relaxation_penalty() if progress.pull > 0 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+        progress.step += 1
+        if cfg.grad_noise:
+            std = gradient_noise_std(cfg, progress.step, progress.recent_seq_error)
+            if std > 0:
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad.add_(torch.randn_like(p.grad) * std)
+        self.optimizer.step()
+
+        seq_error, digit_error = error_rates(logits.detach().argmax(dim=-1), targets)
+        progress.recent_seq_error = seq_error
+        self.curriculum.record(length, seq_error)
+        loss_value = float(loss.detach())
+        progress.check_loss_sum += loss_value
+        progress.check_loss_steps += 1
+        elapsed = time.perf_counter() - started
+        progress.wall_s += elapsed
+        progress.window.add(loss_value, seq_error, digit_error, cfg.batch_size, elapsed)
+        return loss_value
+
+    # --- every advance_every steps ------------------------------------------------------------------------
+    def curriculum_check(self) -> None:
+        cfg, progress = self.cfg, self.progress
+        if self.curriculum.check():
+            progress.last_advance_step = progress.step
+            if cfg.relax_copies > 1:
+                # K15: raise the pull while it is small; past the limit, collapse the copies to their mean.
+                if progress.pull < cfg.pull_limit:
+                    progress.pull *= cfg.pull_growth
+                else:
+                    self.model.average_copies()
+        window_loss = progress.check_loss_sum / max(progress.check_loss_steps, 1)
+        if len(progress.check_losses) >= 3 and window_loss > max(progress.check_losses[-3:]):
+            progress.lr *= cfg.lr_decay
+            for group in self.optimizer.param_groups:
+                group["lr"] = progress.lr
+        progress.check_losses = [*progress.check_losses[-2:], window_loss]
+        progress.check_loss_sum, progress.check_loss_steps = 0.0, 0
+
+    # --- every eval_every steps ---------------------------------------------------------------------------
+    def evaluate(self, length: int, examples: int) -> dict[str, float]:
+        return evaluate_length(
+            self.model, self.cfg.task, length, examples, self.rngs.eval, self.cfg.eval_chunk, self.device
+        )
+
+    def success_test(self) -> bool:
+        """Run the success rule's test once; returns True when the rule now holds (P16: ever below)."""
+        cfg, progress = self.cfg, self.progress
+        row = self.evaluate(cfg.success_length, cfg.eval_batch)
+        progress.pending_eval[f"eval/seq_error@{row['length']}"] = row["seq_error"]
+        progress.pending_eval[f"eval/digit_error@{row['length']}"] = row["digit_error"]
+        passed = row[cfg.success_metric] < cfg.success_threshold
+        progress.success_streak = progress.success_streak + 1 if passed else 0
+        if progress.success_streak >= cfg.success_hold and progress.steps_to_success is None:
+            progress.steps_to_success = progress.step
+        return progress.steps_to_success is not None
+
+    def periodic_eval(self) -> None:
+        cfg = self.cfg
+        row = self.evaluate(self.curriculum.length, cfg.eval_batch)
+        self.progress.pending_eval["eval/seq_error@train"] = row["seq_error"]
+        self.progress.pending_eval["eval/digit_error@train"] = row["digit_error"]
+        # P16 runs the large test only once the model is good at the longest training length.
+        if self.curriculum.at_max and row["seq_error"] < cfg.success_gate:
+            self.success_test()
+
+    # --- reporting and checkpoints ------------------------------------------------------------------------
+    def metrics(self) -> dict[str, float]:
+        progress = self.progress
+        out = {
+            "step": progress.step,
+            **progress.window.means(),
+            "train/lr": progress.lr,
+            "train/pull": progress.pull,
+            "curriculum/length": self.curriculum.length,
+            "time/wall_s": progress.wall_s,
+            **progress.pending_eval,
+            "success": float(progress.steps_to_success is not None),
+        }
+        if progress.steps_to_success is not None:
+            out["steps_to_success"] = progress.steps_to_success
+        return out
+
+    def emit(self, checkpoint: bool) -> None:
+        path = self.save(self.checkpoint_dir) if checkpoint and self.checkpoint_dir else None
+        metrics = self.metrics()
+        self.progress.window = Window()
+        self.progress.pending_eval = {}
+        if self.report is not None:
+            self.report(metrics, str(path) if path else None)
+
+    def state_dict(self) -> dict[str, Any]:
+        progress = dataclasses.asdict(self.progress)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "curriculum": self.curriculum.state_dict(),
+            "progress": progress,
+            "eval_table": self.eval_table,
+            "rng": {
+                "python": random.getstate(),
+                "numpy_global": np.random.get_state(legacy=False),
+                "data": self.rngs.data.bit_generator.state,
+                "eval": self.rngs.eval.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def save(self, directory: Path) -> Path:
+        """Write the full training state atomically (a killed writer never leaves a torn checkpoint)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (CHECKPOINT_FILE + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, directory / CHECKPOINT_FILE)
+        return directory
+
+    def load(self, directory: str | Path) -> None:
+        path = Path(directory) / CHECKPOINT_FILE
+        if not path.is_file():
+            raise ConfigError(f"{directory}: no {CHECKPOINT_FILE} to resume from; pass a checkpoint directory.")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"{path}: checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}.")
+        saved = TrainConfig.from_dict(state["config"], source=str(path))
+        changed = [k for k, v in saved.to_dict().items() if k not in RESUMABLE_CHANGES and v != self.cfg.to_dict()[k]]
+        if changed:
+            raise ConfigError(
+                f"{path}: the checkpoint was trained with a different `{changed[0]}` "
+                f"({saved.to_dict()[changed[0]]!r} vs {self.cfg.to_dict()[changed[0]]!r}); "
+                "resume with the checkpoint's config or start a new run."
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.curriculum.load_state_dict(state["curriculum"])
+        progress = dict(state["progress"])
+        progress["window"] = Window(**progress["window"])
+        self.progress = Progress(**progress)
+        self.eval_table = list(state["eval_table"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy_global"])
+        self.rngs.data.bit_generator.state = rng["data"]
+        self.rngs.eval.bit_generator.state = rng["eval"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+
+    # --- the loop -----------------------------------------------------------------------------------------
+    def stop_reason(self) -> str | None:
+        cfg, progress = self.cfg, self.progress
+        if cfg.stop_on_success and progress.steps_to_success is not None:
+            return "success"
+        if cfg.max_steps and progress.step >= cfg.max_steps:
+            return "max_steps"
+        if cfg.max_minutes and progress.wall_s >= cfg.max_minutes * 60:
+            return "max_minutes"
+        stalled = progress.step - progress.last_advance_step
+        if cfg.patience_steps and not self.curriculum.at_max and stalled >= cfg.patience_steps:
+            return "no_progress"
+        return None
+
+    def run(self) -> TrainResult:
+        cfg, progress = self.cfg, self.progress
+        diverged_step = None
+        reason = self.stop_reason()
+        while reason is None:
+            loss = self.train_step()
+            if not math.isfinite(loss):
+                diverged_step, reason = progress.step + 1, "diverged"
+                break
+            if progress.step % cfg.advance_every == 0:
+                self.curriculum_check()
+            if progress.step % cfg.eval_every == 0:
+                self.periodic_eval()
+            reason = self.stop_reason()
+            if progress.step % cfg.report_every == 0 and reason is None:
+                self.emit(checkpoint=progress.step % cfg.checkpoint_every == 0)
+        self.final_eval(diverged=reason == "diverged")
+        final_metrics = {k: v for k, v in self.metrics().items() if not k.startswith("train/")}
+        self.emit(checkpoint=True)
+        return TrainResult(
+            success=progress.steps_to_success is not None,
+            steps_to_success=progress.steps_to_success,
+            stop_reason="success" if progress.steps_to_success is not None and reason != "diverged" else reason,
+            steps=progress.step,
+            wall_time_s=progress.wall_s,
+            final_metrics=final_metrics,
+            eval_table=self.eval_table,
+            diverged_step=diverged_step,
+        )
+
+    def final_eval(self, diverged: bool) -> None:
+        """Error at every test length (skipped after divergence: the weights are not a model)."""
+        cfg = self.cfg
+        if diverged:
+            return
+        if cfg.success_length not in cfg.eval_lengths and self.progress.steps_to_success is None:
+            self.success_test()
+        for length in cfg.eval_lengths:
+            row = self.evaluate(length, cfg.eval_batch)
+            row["step"] = self.progress.step
+            self.eval_table.append(row)
+            self.progress.pending_eval[f"eval/seq_error@{length}"] = row["seq_error"]
+            self.progress.pending_eval[f"eval/digit_error@{length}"] = row["digit_error"]
+            if length == cfg.success_length and self.progress.steps_to_success is None:
+                # The final test at the success length is a success test like any other (P16: "ever").
+                passed = row[cfg.success_metric] < cfg.success_threshold
+                self.progress.success_streak = self.progress.success_streak + 1 if passed else 0
+                if self.progress.success_streak >= cfg.success_hold:
+                    self.progress.steps_to_success = self.progress.step
+
+
+# Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
+RESUMABLE_CHANGES = {"max_steps", "max_minutes", "report_every", "checkpoint_every", "device", "eval_chunk"}
+
+
+def train(
+    cfg: TrainConfig,
+    report: Report | None = None,
+    checkpoint_dir: str | None = None,
+    resume_from: str | None = None,
+) -> TrainResult:
+    """Train one run. `report(metrics, checkpoint)` is called every `cfg.report_every` steps and at the end;
+    `checkpoint` is the directory of a complete checkpoint written just now (every `cfg.checkpoint_every`
+    steps and at the end, when `checkpoint_dir` is given), else None. `resume_from` continues a checkpoint
+    exactly."""
+    trainer = Trainer(cfg, report, checkpoint_dir)
+    if resume_from:
+        trainer.load(resume_from)
+    return trainer.run()
+
+
+# --- command line ----------------------------------------------------------------------------------------
+class ArgumentError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit status 2
+        raise ArgumentError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m neuralgpu.train", description="Train one Neural GPU for one seed.")
+    parser.add_argument("--config", help="YAML file of config fields; flags given here override it")
+    parser.add_argument("--checkpoint-dir", help="write full training state here (state.pt)")
+    parser.add_argument("--resume", help="continue exactly from this checkpoint directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON")
+    docs = describe_fields()
+    for f in dataclasses.fields(TrainConfig):
+        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "default": None,
+            "help": f"{docs[f.name]} (default: {f.default})",
+        }
+        if f.type in ("bool", bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.name == "eval_lengths":
+            kwargs.update(nargs="+", type=int)
+        else:
+            kwargs["type"] = {"int": int, "float": float, "str": str}[str(f.type)]
+        parser.add_argument(*flags, **kwargs)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = load_yaml(args.config) if args.config else {}
+    source = args.config or "command line"
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return TrainConfig.from_dict(values, source=source)
+
+
+def progress_line(metrics: dict[str, float]) -> str:
+    evals = " ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items() if k.startswith("eval/seq"))
+    return (
+        f"step {int(metrics['step']):>6}  len {int(metrics['curriculum/length']):>3}  "
+        f"loss {metrics['train/loss']:.4f}  seq_err {metrics['train/seq_error']:.3f}  "
+        f"digit_err {metrics['train/digit_error']:.3f}  {metrics['train/examples_per_s']:.0f} ex/s  "
+        f"{evals}"
+    ).rstrip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        cfg = config_from_args(args)
+    except (ArgumentError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def report(metrics: dict[str, float], checkpoint: str | None) -> None:
+        if not args.quiet:
+            print(progress_line(metrics), file=sys.stderr, flush=True)
+
+    try:
+        result = train(cfg, report=report, checkpoint_dir=args.checkpoint_dir, resume_from=args.resume)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"config": cfg.to_dict(), **result.to_dict()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

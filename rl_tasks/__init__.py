@@ -1,0 +1,1 @@
+"""Algorithmic RL environments (Gymnasium) and RNN agents."""

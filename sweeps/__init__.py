@@ -1,0 +1,1 @@
+"""Sweep orchestration: YAML pools on Ray Tune, recorded in MLflow."""
