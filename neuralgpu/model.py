@@ -120,10 +120,11 @@ class NeuralGPU(nn.Module):
         for t in range(n if steps is None else steps):
             copy = t % self.cfg.relax_copies
             for cgru in self.cgrus:
-                state = cgru(state, copy)
+                # Padding in both input and target stays zero after every CGRU, so a padded column acts exactly
+                # like the convolutions' zero border and never leaks into its neighbours.
+                state = cgru(state, copy) * mask
             if self.training and dropout > 0:
                 state = F.dropout(state, p=dropout)
-            state = state * mask  # positions that are padding in both input and target stay zero
 
         logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
         if targets is None:

@@ -192,7 +192,7 @@ class Trainer:
         )
         logits, loss = self.model(inputs, targets, dropout=dropout_rate(cfg, length))
         if not torch.isfinite(loss):
-            return float(loss)
+            return float(loss.detach())
         objective = loss + progress.pull * self.model.relaxation_penalty() if progress.pull > 0 else loss
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -281,10 +281,11 @@ class Trainer:
         return out
 
     def emit(self, checkpoint: bool) -> None:
-        path = self.save(self.checkpoint_dir) if checkpoint and self.checkpoint_dir else None
         metrics = self.metrics()
         self.progress.window = Window()
         self.progress.pending_eval = {}
+        # Saved after the window reset, so a resumed run starts its next window exactly where this one does.
+        path = self.save(self.checkpoint_dir) if checkpoint and self.checkpoint_dir else None
         if self.report is not None:
             self.report(metrics, str(path) if path else None)
 
@@ -300,7 +301,7 @@ class Trainer:
             "eval_table": self.eval_table,
             "rng": {
                 "python": random.getstate(),
-                "numpy_global": np.random.get_state(legacy=False),
+                "numpy_global": numpy_state_to_torch(np.random.get_state(legacy=False)),
                 "data": self.rngs.data.bit_generator.state,
                 "eval": self.rngs.eval.bit_generator.state,
                 "torch": torch.get_rng_state(),
@@ -340,7 +341,7 @@ class Trainer:
         self.eval_table = list(state["eval_table"])
         rng = state["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy_global"])
+        np.random.set_state(numpy_state_from_torch(rng["numpy_global"]))
         self.rngs.data.bit_generator.state = rng["data"]
         self.rngs.eval.bit_generator.state = rng["eval"]
         torch.set_rng_state(rng["torch"].cpu())
@@ -410,6 +411,19 @@ class Trainer:
                 self.progress.success_streak = self.progress.success_streak + 1 if passed else 0
                 if self.progress.success_streak >= cfg.success_hold:
                     self.progress.steps_to_success = self.progress.step
+
+
+def numpy_state_to_torch(state: dict[str, Any]) -> dict[str, Any]:
+    """NumPy's global MT19937 state holds an ndarray, which weights_only loading refuses: store a tensor."""
+    return {
+        **state,
+        "state": {"key": torch.from_numpy(state["state"]["key"].astype(np.int64)), "pos": state["state"]["pos"]},
+    }
+
+
+def numpy_state_from_torch(state: dict[str, Any]) -> dict[str, Any]:
+    key = state["state"]["key"].numpy().astype(np.uint32)
+    return {**state, "state": {"key": key, "pos": int(state["state"]["pos"])}}
 
 
 # Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
