@@ -26,6 +26,29 @@ class ConfigError(ValueError):
 
 
 SUCCESS_METRICS = ("seq_error", "digit_error")
+OPTIMIZERS = ("adam", "adamax")
+MEMORY_MODES = ("plain", "checkpoint", "offload")
+PRECISIONS = ("fp32", "bf16")
+
+# Fields left None take the model's own recipe, so `--model f17` alone switches to the F17 training setup.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "k15": {
+        "relax_copies": 6,
+        "dropout": 0.15,
+        "curriculum": "length",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "lr_decay": 0.98,
+    },
+    "f17": {
+        "relax_copies": 1,
+        "dropout": 0.1,
+        "curriculum": "bins",
+        "optimizer": "adamax",
+        "lr": lambda cfg: 0.01 * 48 / cfg.width,
+        "lr_decay": 0.7,
+    },
+}
 
 
 @dataclass
@@ -38,7 +61,7 @@ class TrainConfig:
 
     # --- model -----------------------------------------------------------------------------------------------
     model: str = "k15"
-    """Model variant: k15 (Kaiser & Sutskever 2015 as extended by Price et al. 2016)."""
+    """k15: Kaiser & Sutskever 2015 as extended by P16; f17: Freivalds & Liepins 2017 (1-D, diagonal gates)."""
     width: int = 24
     """m, the number of maps of the mental image (P16 default 24; P16 explored 3..512)."""
     height: int = 4
@@ -47,18 +70,27 @@ class TrainConfig:
     """Convolution kernel size (kernel x kernel)."""
     cgrus_per_step: int = 2
     """CGRUs applied per step; a length-n input runs n steps."""
-    relax_copies: int = 6
-    """Parameter-sharing relaxation: copies of each CGRU weight set, step t uses copy t mod r (1 = off)."""
-    dropout: float = 0.15
-    """Dropout on the state after each step, scaled as dropout * 8 / length (P16: keep = 1 - 0.15*8/len)."""
+    relax_copies: int | None = None
+    """Parameter-sharing relaxation copies, step t uses copy t mod r; None = the model's (k15: 6, f17: 1 = off)."""
+    dropout: float | None = None
+    """k15: rate on the state after each step, times 8/length (P16); f17: rate on the candidate. None: 0.15 / 0.1."""
     init_scale: float = 1.8
     """Factor of the uniform unit-scaling initialiser (K15)."""
     sigmoid_cutoff: float = 1.2
     """Cutoff c of the hard sigmoid clamp(c*sigmoid(x) - (c-1)/2, 0, 1) used by the CGRU gates."""
+    saturation_limit: float = 0.9
+    """f17: pre-activations beyond +-limit pay the saturation cost sum relu(|x| - limit)."""
+    saturation_weight_max: float = 1e-3
+    """f17: cap of the saturation cost weight, re-set every advance_every steps to lr * loss / cost (F17)."""
+    memory: str = "plain"
+    """plain; checkpoint: recompute each step in backward; offload: keep saved activations in host memory."""
+    precision: str = "fp32"
+    """fp32, or bf16 (autocast, CUDA only)."""
 
     # --- curriculum ------------------------------------------------------------------------------------------
-    curriculum: str = "length"
-    """length: K15 length curriculum with mixing; none: every batch draws a length in [min_length, max_length]."""
+    curriculum: str | None = None
+    """length: K15 with mixing; none: one length U[min, max] per batch; bins: every bin each step (F17).
+    None = the model's (k15: length, f17: bins)."""
     min_length: int = 3
     """Shortest training length."""
     start_length: int = 6
@@ -69,18 +101,28 @@ class TrainConfig:
     """Advance the curriculum when the training sequence error at the current length is below this."""
     advance_every: int = 200
     """Steps between curriculum checks (also the LR-decay and relaxation checkpoints)."""
+    bins: tuple[int, ...] = (8, 12, 16, 20, 25, 28, 31, 36, 41)
+    """Lengths trained together at every step by the bins curriculum (F17); those above max_length are dropped."""
+    task_curriculum: tuple[str, ...] = ()
+    """Ordered tasks ending with `task`, e.g. [bmul, qmul, mul] (P16); each task has its own length curriculum."""
+    task_first_share: float = 0.8
+    """Task curriculum: share of batches on the first unsolved task; the rest go to a random unsolved one (P16)."""
+    hard_examples: float = 0.0
+    """Share of each batch drawn from P16's tough generator (near powers of the base, sums to base^j or -1)."""
 
     # --- optimiser -------------------------------------------------------------------------------------------
     batch_size: int = 32
     """Examples per training step."""
-    lr: float = 1e-3
-    """Adam learning rate."""
+    optimizer: str | None = None
+    """adam, or adamax with F17's beta2 schedule; None = the model's (k15: adam, f17: adamax)."""
+    lr: float | None = None
+    """Learning rate; None = the model's (k15: 1e-3; f17: 0.01 * 48 / width)."""
     adam_eps: float = 1e-4
-    """Adam epsilon (P16; K15 first release 1e-5)."""
+    """Adam epsilon (P16; K15 first release 1e-5). AdaMax uses F17's 1e-8."""
     clip_norm: float = 1.0
     """Global gradient-norm clip."""
-    lr_decay: float = 0.98
-    """Multiply the LR by this when a checkpoint's loss is worse than the max of the previous three (1 = off)."""
+    lr_decay: float | None = None
+    """LR factor when a check window's loss exceeds the max of the previous three (1 = off); None: 0.98 / 0.7."""
     grad_noise: bool = False
     """Add gradient noise std = scale*sqrt(step^-0.55 * max(0, seq_err - 0.02)); the released TF code never did."""
     grad_noise_scale: float = 1.0
@@ -111,6 +153,12 @@ class TrainConfig:
     """Examples per test length (P16's large test: 128)."""
     eval_chunk: int = 16
     """Examples per forward pass during evaluation: bounds memory at long lengths (2001 on CPU)."""
+    probes: bool = True
+    """Run the failure probes (carry chains, long equal stretches, structured vs random) in the final evaluation."""
+    probe_carries: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 95)
+    """Carry-chain lengths c probed with operands summing to base^c or base^c - 1 (addition tasks)."""
+    probe_examples: int = 16
+    """Examples per probe point."""
     success_metric: str = "seq_error"
     """Metric of the success rule: seq_error or digit_error."""
     success_threshold: float = 0.01
@@ -133,6 +181,10 @@ class TrainConfig:
     """torch CPU threads. Bit-identical metrics need the same value; sweeps give one thread per CPU."""
 
     def __post_init__(self) -> None:
+        if self.model in MODEL_DEFAULTS:  # an unknown model is reported by validate()
+            for key, default in MODEL_DEFAULTS[self.model].items():
+                if getattr(self, key) is None:
+                    setattr(self, key, default(self) if callable(default) else default)
         self.validate()
 
     # Derived values live next to the parse: computed, never stored in files.
@@ -156,6 +208,61 @@ class TrainConfig:
             f"use one of {', '.join(sorted(TASKS))}",
         )
         need(self.model in MODELS, "model", f"is {self.model!r}", f"use one of {', '.join(MODELS)}")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"is {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
+        need(self.memory in MEMORY_MODES, "memory", f"is {self.memory!r}", f"use one of {', '.join(MEMORY_MODES)}")
+        need(self.precision in PRECISIONS, "precision", f"is {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
+        need(
+            self.model != "f17" or self.relax_copies == 1,
+            "relax_copies",
+            f"is {self.relax_copies} with model f17",
+            "F17 shares one weight set: leave relax_copies unset or 1",
+        )
+        need(
+            not self.task_curriculum or self.task_curriculum[-1] == self.task,
+            "task_curriculum",
+            f"is {list(self.task_curriculum)} but task is {self.task!r}",
+            "end the task list with `task`",
+        )
+        for name in self.task_curriculum:
+            need(
+                name in TASKS,
+                "task_curriculum",
+                f"names {name!r}, not a known task",
+                f"use tasks from {', '.join(sorted(TASKS))}",
+            )
+        need(
+            0.0 <= self.task_first_share <= 1.0,
+            "task_first_share",
+            f"is {self.task_first_share}",
+            "use a fraction in [0, 1]",
+        )
+        need(0.0 <= self.hard_examples <= 1.0, "hard_examples", f"is {self.hard_examples}", "use a fraction in [0, 1]")
+        arithmetic_two = TASKS[self.task].is_arithmetic and TASKS[self.task].arity == 2 if self.task in TASKS else False
+        need(
+            self.hard_examples == 0 or arithmetic_two,
+            "hard_examples",
+            f"is {self.hard_examples} for {self.task}",
+            "hard examples exist for two-operand arithmetic tasks only; set it to 0",
+        )
+        need(
+            self.curriculum != "bins" or any(self.min_length <= b <= self.max_length for b in self.bins),
+            "bins",
+            f"has no length within [min_length, max_length] = [{self.min_length}, {self.max_length}]",
+            "give bins inside that range",
+        )
+        need(
+            all(c >= 1 for c in self.probe_carries),
+            "probe_carries",
+            f"is {list(self.probe_carries)}",
+            "use carry lengths >= 1",
+        )
+        need(self.probe_examples >= 1, "probe_examples", f"is {self.probe_examples}", "use at least 1")
+        need(
+            0 < self.saturation_limit and 0 < self.saturation_weight_max,
+            "saturation_limit",
+            "and saturation_weight_max must be positive",
+            "use positive numbers",
+        )
         need(
             self.curriculum in CURRICULA,
             "curriculum",
@@ -257,7 +364,9 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, not tuples) so the dict survives YAML, JSON and MLflow params."""
         out = dataclasses.asdict(self)
-        out["eval_lengths"] = list(self.eval_lengths)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
         return out
 
     @classmethod
@@ -305,9 +414,15 @@ def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
         if not isinstance(value, str):
             raise wrong("a string")
         return value
+    if type(None) in typing.get_args(hint):  # X | None: None means "the model's default"
+        if value is None:
+            return None
+        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return coerce(key, value, inner, source)
     if typing.get_origin(hint) is tuple:
-        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise wrong("a list of integers")
+        element = typing.get_args(hint)[0]
+        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, element) for v in value):
+            raise wrong(f"a list of {'integers' if element is int else 'strings'}")
         return tuple(value)
     raise TypeError(f"no coercion for field type {hint!r}")  # a programming error, not bad input
 

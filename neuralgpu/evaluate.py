@@ -26,6 +26,39 @@ def error_rates(predictions: torch.Tensor, targets: torch.Tensor) -> tuple[float
 
 
 @torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    chunk: int = 16,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """The model's answers (B, n) to a batch, `chunk` examples per forward pass, dropout off."""
+    was_training = model.training
+    model.eval()
+    answers = []
+    try:
+        for start in range(0, len(inputs), chunk):
+            x, y = (torch.from_numpy(a[start : start + chunk]).to(device) for a in (inputs, targets))
+            logits, _ = model(x, y)
+            answers.append(logits.argmax(dim=-1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(answers)
+
+
+def error_row(answers: np.ndarray, targets: np.ndarray, length: int) -> dict[str, float]:
+    """{length, seq_error, digit_error, examples} of answers (B, n) against targets (B, n)."""
+    wrong_seqs, wrong_digits, digits = count_errors(torch.from_numpy(answers), torch.from_numpy(targets))
+    examples = len(targets)
+    return {
+        "length": length,
+        "seq_error": wrong_seqs / examples,
+        "digit_error": wrong_digits / max(digits, 1),
+        "examples": examples,
+    }
+
+
 def evaluate_length(
     model: torch.nn.Module,
     task: str,
@@ -38,27 +71,11 @@ def evaluate_length(
     """Sequence and digit error of `examples` fresh random examples at `length`, `chunk` examples per pass.
 
     Memory is bounded by one chunk: no graph is kept and the state is (chunk, m, h, length) at any time, so
-    length 2001 runs on a CPU.
+    length 2001 runs on a CPU. Examples are generated one chunk at a time too.
     """
-    was_training = model.training
-    model.eval()
-    wrong_seqs = wrong_digits = digits = 0
-    try:
-        for start in range(0, examples, chunk):
-            size = min(chunk, examples - start)
-            inputs, targets = (torch.from_numpy(a).to(device) for a in random_batch(task, length, size, rng))
-            logits, _ = model(inputs, targets)
-            counts = count_errors(logits.argmax(dim=-1), targets)
-            wrong_seqs, wrong_digits, digits = (
-                wrong_seqs + counts[0],
-                wrong_digits + counts[1],
-                digits + counts[2],
-            )
-    finally:
-        model.train(was_training)
-    return {
-        "length": length,
-        "seq_error": wrong_seqs / examples,
-        "digit_error": wrong_digits / max(digits, 1),
-        "examples": examples,
-    }
+    answers, targets = [], []
+    for start in range(0, examples, chunk):
+        x, y = random_batch(task, length, min(chunk, examples - start), rng)
+        answers.append(predict(model, x, y, chunk, device))
+        targets.append(y)
+    return error_row(np.concatenate(answers), np.concatenate(targets), length)

@@ -1,18 +1,29 @@
-"""The Neural GPU (Kaiser & Sutskever 2015, arXiv 1511.08228; as extended by Price et al. 2016, arXiv 1611.00736).
+"""Neural GPU models: K15/P16 (`NeuralGPU`) and the improved F17 variant (`ImprovedNeuralGPU`).
+
+K15: Kaiser & Sutskever 2015, arXiv 1511.08228, as extended by Price et al. 2016, arXiv 1611.00736.
+F17: Freivalds & Liepins 2017, "Improving the Neural GPU Architecture for Algorithm Learning", arXiv 1702.08727.
 
 Only modules and their config live here: no I/O, no training loop. `forward` returns logits, plus the loss when
-targets are given. Layout of the mental image: (B, m, h, n) = (batch, maps, height, length), so the 3x3
-convolutions run over (height, length) exactly as K15's 2-D convolution over h x n.
+targets are given. K15's mental image is (B, m, h, n) = (batch, maps, height, length), so the 3x3 convolutions
+run over (height, length) exactly as K15's 2-D convolution over h x n; F17's state is (B, m, n).
+
+Memory modes (both models): "plain"; "checkpoint" recomputes each step's activations during backward
+(torch.utils.checkpoint, RNG state preserved so dropout masks repeat); "offload" keeps saved activations in host
+memory (torch.autograd.graph.save_on_cpu, the analogue of P16's tf.while_loop swap_memory). All three give the
+same gradients.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -33,11 +44,55 @@ class ModelConfig:
     """Factor of the uniform unit-scaling initialiser (K15)."""
     sigmoid_cutoff: float = 1.2
     """c of the hard sigmoid: clamp(c*sigmoid(x) - (c-1)/2, 0, 1) can saturate to exactly 0 and 1 (K15)."""
+    saturation_limit: float = 0.9
+    """F17: pre-activations of hard nonlinearities beyond +-limit pay the saturation cost."""
+    memory: str = "plain"
+    """plain, checkpoint or offload (see the module docstring)."""
 
 
 def sigmoid_cutoff(x: torch.Tensor, cutoff: float) -> torch.Tensor:
     """K15's saturating sigmoid: 1.2*sigmoid(x) - 0.1, clamped to [0, 1]."""
     return torch.clamp(cutoff * torch.sigmoid(x) - (cutoff - 1.0) / 2.0, 0.0, 1.0)
+
+
+def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """F17: clip(0.5 x + 0.5, 0, 1)."""
+    return torch.clamp(0.5 * x + 0.5, 0.0, 1.0)
+
+
+def hard_tanh(x: torch.Tensor) -> torch.Tensor:
+    """F17: clip(x, -1, 1)."""
+    return torch.clamp(x, -1.0, 1.0)
+
+
+def saturation(x: torch.Tensor, limit: float) -> torch.Tensor:
+    """F17's saturation cost of one pre-activation tensor: sum relu(|x| - limit)."""
+    return F.relu(x.abs() - limit).sum()
+
+
+def shift_maps(s: torch.Tensor) -> torch.Tensor:
+    """F17's diagonal move of a (B, m, n) state: the last third of the maps takes the value of the right
+    neighbour, the third before it the left neighbour's, the rest stay (zero enters at the borders)."""
+    m = s.shape[1]
+    third = m // 3
+    stay, from_left, from_right = s.split([m - 2 * third, third, third], dim=1)
+    from_left = F.pad(from_left[:, :, :-1], (1, 0))  # out[i] = in[i - 1]
+    from_right = F.pad(from_right[:, :, 1:], (0, 1))  # out[i] = in[i + 1]
+    return torch.cat([stay, from_left, from_right], dim=1)
+
+
+def memory_context(mode: str) -> contextlib.AbstractContextManager:
+    """Where autograd keeps saved activations: in host memory for "offload", else where they were made."""
+    if mode == "offload":
+        return torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
+    return contextlib.nullcontext()
+
+
+def run_step(step: Callable[..., torch.Tensor], mode: str, *args) -> torch.Tensor:
+    """One step, recomputed in backward under "checkpoint" (only when a graph is being built)."""
+    if mode == "checkpoint" and torch.is_grad_enabled():
+        return checkpoint(step, *args, use_reentrant=False)
+    return step(*args)
 
 
 def unit_scaling_(tensor: torch.Tensor, fan_in: int, factor: float) -> torch.Tensor:
@@ -112,26 +167,24 @@ class NeuralGPU(nn.Module):
         active = inputs != 0 if targets is None else (inputs != 0) | (targets != 0)  # (B, n)
         mask = active[:, None, None, :].to(self.embed.weight.dtype)  # (B, 1, 1, n)
 
-        x = torch.tanh(self.embed(inputs)).transpose(1, 2)  # (B, m, n)
-        x = self.input_proj(x)
-        rest = x.new_zeros(batch, self.cfg.width, self.cfg.height - 1, n)
-        state = torch.cat([x.unsqueeze(2), rest], dim=2) * mask  # (B, m, h, n)
-
-        for t in range(n if steps is None else steps):
-            copy = t % self.cfg.relax_copies
+        def step(state: torch.Tensor, copy: int) -> torch.Tensor:
             for cgru in self.cgrus:
                 # Padding in both input and target stays zero after every CGRU, so a padded column acts exactly
                 # like the convolutions' zero border and never leaks into its neighbours.
                 state = cgru(state, copy) * mask
             if self.training and dropout > 0:
                 state = F.dropout(state, p=dropout)
+            return state
 
-        logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
-        if targets is None:
-            return logits, None
-        loss_per_position = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-        weights = active.reshape(-1).to(loss_per_position.dtype)
-        return logits, (loss_per_position * weights).sum() / weights.sum().clamp_min(1.0)
+        with memory_context(self.cfg.memory):
+            x = torch.tanh(self.embed(inputs)).transpose(1, 2)  # (B, m, n)
+            x = self.input_proj(x)
+            rest = x.new_zeros(batch, self.cfg.width, self.cfg.height - 1, n)
+            state = torch.cat([x.unsqueeze(2), rest], dim=2) * mask  # (B, m, h, n)
+            for t in range(n if steps is None else steps):
+                state = run_step(step, self.cfg.memory, state, t % self.cfg.relax_copies)
+            logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
+        return logits, masked_cross_entropy(logits, targets, active)
 
     def relaxed_parameters(self) -> list[nn.Parameter]:
         """The CGRU weight sets that have one copy per relaxation slot (leading dim = relax_copies)."""
@@ -157,7 +210,95 @@ class NeuralGPU(nn.Module):
         return per_cgru * self.cfg.cgrus_per_step * length
 
 
-MODELS = {"k15": NeuralGPU}
+def masked_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor | None, active: torch.Tensor
+) -> torch.Tensor | None:
+    """Mean cross-entropy over active positions (B, n); padding positions that are active must predict 0."""
+    if targets is None:
+        return None
+    per_position = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none")
+    weights = active.reshape(-1).to(per_position.dtype)
+    return (per_position * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+class DCGRU(nn.Module):
+    """F17's diagonal convolutional GRU on a (B, m, n) state:
+    r = hs(R*s + 0.5), c = htanh(C*(r.s)), u = hs(U*s + 0.7), s' = u.shift(s) + (1-u).dropout(c)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        m, k = cfg.width, cfg.kernel
+        self.gates = nn.Conv1d(m, 2 * m, k, padding=k // 2)  # r and u in one convolution
+        self.candidate = nn.Conv1d(m, m, k, padding=k // 2)
+        self.register_buffer("gate_bias", torch.tensor([0.5] * m + [0.7] * m).view(1, 2 * m, 1), persistent=False)
+        self.limit = cfg.saturation_limit
+
+    def forward(self, s: torch.Tensor, dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the new state and this step's saturation cost (a scalar)."""
+        gate_pre = self.gates(s) + self.gate_bias  # (B, 2m, n)
+        r, u = hard_sigmoid(gate_pre).chunk(2, dim=1)
+        candidate_pre = self.candidate(r * s)
+        c = F.dropout(hard_tanh(candidate_pre), p=dropout, training=self.training and dropout > 0)
+        cost = saturation(gate_pre, self.limit) + saturation(candidate_pre, self.limit)
+        return u * shift_maps(s) + (1.0 - u) * c, cost
+
+
+class ImprovedNeuralGPU(nn.Module):
+    """F17: 1-D state, one shared DCGRU applied n times, hard nonlinearities with a saturation cost.
+
+    After a forward pass with gradients, `saturation_cost` holds F17's cost for that batch: the sum of
+    relu(|x| - limit) over all hard-nonlinearity pre-activations (the input layer's weighted by n), divided by
+    n^2 * batch. The trainer adds it to the loss with its adapted weight.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.width)  # F17's one-hot input and 1x1 convolution
+        self.cell = DCGRU(cfg)
+        self.readout = nn.Conv1d(cfg.width, cfg.vocab_size, 1)
+        self.saturation_cost = torch.zeros(())
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        dropout: float = 0.0,
+        steps: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """inputs, targets: (B, n) int64 symbols -> logits (B, n, vocab) and the masked mean cross-entropy."""
+        batch, n = inputs.shape
+        active = inputs != 0 if targets is None else (inputs != 0) | (targets != 0)  # (B, n)
+        mask = active[:, None, :].to(self.embed.weight.dtype)  # (B, 1, n)
+
+        def step(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            state, cost = self.cell(state, dropout)
+            return state * mask, cost
+
+        with memory_context(self.cfg.memory):
+            x = self.embed(inputs).transpose(1, 2)  # (B, m, n)
+            cost = saturation(x, self.cfg.saturation_limit) * n
+            state = F.dropout(hard_tanh(x), p=dropout, training=self.training and dropout > 0) * mask
+            for _ in range(n if steps is None else steps):
+                state, step_cost = run_step(step, self.cfg.memory, state)
+                cost = cost + step_cost
+            logits = self.readout(state).transpose(1, 2)  # (B, n, vocab)
+        self.saturation_cost = cost / (n * n * batch)
+        return logits, masked_cross_entropy(logits, targets, active)
+
+    def relaxation_penalty(self) -> torch.Tensor:
+        return self.embed.weight.new_zeros(())  # one shared weight set: nothing to pull together
+
+    def average_copies(self) -> None:
+        pass  # one shared weight set: already "averaged"
+
+    def conv_flops(self, length: int) -> int:
+        """Multiply-add FLOPs (2 per MAC) of the DCGRU convolutions for one example of this length."""
+        m, k = self.cfg.width, self.cfg.kernel
+        return 2 * (3 * m) * m * k * length * length
+
+
+MODELS = {"k15": NeuralGPU, "f17": ImprovedNeuralGPU}
 
 
 def build_model(name: str, cfg: ModelConfig) -> nn.Module:

@@ -144,6 +144,74 @@ def random_batch(
     return encode_operands(task, operands, length)
 
 
+def tough_batch(
+    task: Task | str, length: int, batch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """P16's hard examples for two-operand arithmetic, ``(inputs, targets)`` each ``(batch_size, length)``.
+
+    Per example: 20% both operands near a power of the base (base^j + d, |d| <= 2), 20% a pair summing to
+    base^j or base^j - 1 (long carry chains), 60% uniform digits.
+    """
+    task = _resolve(task)
+    if not (task.is_arithmetic and task.arity == 2):
+        raise ValueError(f"hard examples exist for two-operand arithmetic tasks, not {task.name}")
+    k = operand_digits(task, length)
+    limit = task.base**k  # operands have at most k digits
+    kinds = rng.choice(3, size=batch_size, p=[0.2, 0.2, 0.6])
+    pairs = []
+    for kind in kinds:
+        if kind == 0:
+            near = [task.base ** int(rng.integers(0, k + 1)) + int(rng.integers(-2, 3)) for _ in range(2)]
+            pairs.append([min(max(value, 0), limit - 1) for value in near])
+        elif kind == 1:
+            total = task.base ** int(rng.integers(1, k + 1)) - int(rng.integers(0, 2))
+            pairs.append(operands_summing_to(total, limit, rng))
+        else:
+            pairs.append([_random_int(task.base, k, rng) for _ in range(2)])
+    return encode_ints(task, pairs, length)
+
+
+def operands_summing_to(total: int, limit: int, rng: np.random.Generator) -> list[int]:
+    """A uniformly random pair [a, b] with a + b == total and both below ``limit`` (total < 2 * limit)."""
+    low, high = max(0, total - limit + 1), min(total, limit - 1)
+    a = low + _random_below(high - low + 1, rng)
+    return [a, total - a]
+
+
+def encode_ints(task: Task | str, operand_rows: Sequence[Sequence[int]], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """A batch from Python-int operands: ``operand_rows[i]`` holds example i's operands (e.g. ``[a, b]``)."""
+    task = _resolve(task)
+    k = operand_digits(task, length)
+    columns = []
+    for index in range(task.arity):
+        rows = []
+        for operands in operand_rows:
+            digits = _int_to_digits(operands[index], task.base, f"operand {index + 1} of {task.name}")
+            if len(digits) > k:
+                raise ValueError(
+                    f"operand {operands[index]} of {task.name} does not fit in {k} digits at length {length}"
+                )
+            rows.append(digits + [0] * (k - len(digits)))
+        columns.append(np.array(rows, dtype=np.int64).reshape(len(operand_rows), k))
+    return encode_operands(task, columns, length)
+
+
+def _random_int(base: int, digits: int, rng: np.random.Generator) -> int:
+    """A uniform integer in [0, base^digits) from uniform digits (exact for any size)."""
+    return _digits_to_int(rng.integers(0, base, size=digits), base)
+
+
+def _random_below(bound: int, rng: np.random.Generator) -> int:
+    """A uniform integer in [0, bound) for Python ints of any size (rejection sampling over bits)."""
+    if bound <= 2**62:
+        return int(rng.integers(0, bound))
+    bits = bound.bit_length()
+    while True:
+        value = _digits_to_int(rng.integers(0, 2, size=bits), 2)
+        if value < bound:
+            return value
+
+
 def encode_operands(task: Task | str, operands: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
     """Encode digit arrays and compute their answer.
 

@@ -10,7 +10,7 @@ nor MLflow. Metric names (stable; the analysis relies on them):
     train/lr, train/pull      learning rate and relaxation pull weight now
     train/examples_per_s      training throughput over the window
     curriculum/length         the curriculum's current length
-    time/wall_s               wall time spent training (summed across resumes)
+    time/wall_s               wall time of training and evaluation (summed across resumes)
     eval/seq_error@train      sequence error at the current curriculum length (dropout off), every eval_every
     eval/seq_error@L          sequence error at test length L; eval/digit_error@L likewise
     success                   1 once the success rule held, else 0
@@ -29,6 +29,7 @@ import os
 import random
 import sys
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +39,11 @@ import numpy as np
 import torch
 
 from neuralgpu.config import ConfigError, TrainConfig, describe_fields, load_yaml
-from neuralgpu.curriculum import make_curriculum
+from neuralgpu.curriculum import LengthCurriculum, TaskCurriculum, make_curriculum
 from neuralgpu.evaluate import error_rates, evaluate_length
 from neuralgpu.model import ModelConfig, build_model
-from neuralgpu.tasks import VOCAB_SIZE, random_batch
+from neuralgpu.probes import run_probes
+from neuralgpu.tasks import VOCAB_SIZE, get_task, random_batch, tough_batch
 
 Report = Callable[[dict[str, float], str | None], None]
 CHECKPOINT_FILE = "state.pt"
@@ -58,6 +60,9 @@ class TrainResult:
     wall_time_s: float
     final_metrics: dict[str, float]
     eval_table: list[dict[str, float]] = field(default_factory=list)
+    """Error per test length at the end of the run."""
+    probe_table: list[dict] = field(default_factory=list)
+    """Failure probes at the end of the run (neuralgpu.probes): carry chains, equal stretches, structured inputs."""
     diverged_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,11 +105,26 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         relax_copies=cfg.relax_copies,
         init_scale=cfg.init_scale,
         sigmoid_cutoff=cfg.sigmoid_cutoff,
+        saturation_limit=cfg.saturation_limit,
+        memory=cfg.memory,
     )
 
 
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamax":
+        return torch.optim.Adamax(model.parameters(), lr=cfg.lr, betas=(0.9, adamax_beta2(0)), eps=1e-8)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+
+
+def adamax_beta2(step: int) -> float:
+    """F17's AdaMax schedule: beta2 = 1 - max(0.0005, 0.01 * 0.5^(step / 2000))."""
+    return 1.0 - max(0.0005, 0.01 * 0.5 ** (step / 2000))
+
+
 def dropout_rate(cfg: TrainConfig, length: int) -> float:
-    """P16: keep = 1 - dropout * 8 / length, so short examples get more dropout (capped below 1)."""
+    """k15 (P16): keep = 1 - dropout * 8 / length, so short examples get more (capped below 1); f17: fixed."""
+    if cfg.model == "f17":
+        return cfg.dropout
     return min(cfg.dropout * 8.0 / length, 0.9)
 
 
@@ -155,6 +175,10 @@ class Progress:
     """Mean training loss of each curriculum-check window, for the LR decay rule."""
     check_loss_sum: float = 0.0
     check_loss_steps: int = 0
+    check_saturation_sum: float = 0.0
+    """f17: sum of the raw saturation cost over the check window."""
+    saturation_weight: float = 0.0
+    """f17: current weight of the saturation cost (F17 starts at 1e-3)."""
     recent_seq_error: float = 1.0
     """Training sequence error of the last step, for the gradient-noise schedule."""
     success_streak: int = 0
@@ -174,26 +198,63 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.rngs = seed_everything(cfg.seed)
         self.model = build_model(cfg.model, model_config(cfg)).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
-        self.curriculum = make_curriculum(
-            cfg.curriculum, cfg.min_length, cfg.start_length, cfg.max_length, cfg.advance_threshold
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.schedule = TaskCurriculum(
+            list(cfg.task_curriculum or [cfg.task]),
+            lambda: make_curriculum(
+                cfg.curriculum, cfg.min_length, cfg.start_length, cfg.max_length, cfg.advance_threshold, cfg.bins
+            ),
+            cfg.task_first_share,
         )
-        self.progress = Progress(lr=cfg.lr, pull=cfg.pull_start if cfg.relax_copies > 1 else 0.0)
+        self.progress = Progress(
+            lr=cfg.lr,
+            pull=cfg.pull_start if cfg.relax_copies > 1 else 0.0,
+            saturation_weight=cfg.saturation_weight_max if cfg.model == "f17" else 0.0,
+        )
         self.eval_table: list[dict[str, float]] = []
+        self.probe_table: list[dict] = []
+        if cfg.precision == "bf16" and self.device.type != "cuda":
+            raise ConfigError("config: `precision` bf16 needs a CUDA device; use precision: fp32 on a CPU.")
+
+    @property
+    def curriculum(self) -> LengthCurriculum:
+        """The length curriculum of the target task (the one evaluated and judged)."""
+        return self.schedule.lengths[self.cfg.task]
 
     # --- one step ----------------------------------------------------------------------------------------
+    def batch(self, task: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch; a `hard_examples` share of it from P16's tough generator."""
+        cfg, rng = self.cfg, self.rngs.data
+        hard = round(cfg.batch_size * cfg.hard_examples) if get_task(task).arity == 2 and cfg.hard_examples else 0
+        inputs, targets = random_batch(task, length, cfg.batch_size - hard, rng)
+        if hard:
+            tough_inputs, tough_targets = tough_batch(task, length, hard, rng)
+            inputs, targets = np.concatenate([inputs, tough_inputs]), np.concatenate([targets, tough_targets])
+        return torch.from_numpy(inputs).to(self.device), torch.from_numpy(targets).to(self.device)
+
     def train_step(self) -> float:
-        """One optimiser step; returns the loss (NaN/inf when the run diverged, without updating)."""
+        """One optimiser step over one batch per sampled length; returns the mean loss (NaN/inf when the run
+        diverged, without updating)."""
         cfg, progress = self.cfg, self.progress
         started = time.perf_counter()
-        length = self.curriculum.sample_length(self.rngs.data)
-        inputs, targets = (
-            torch.from_numpy(a).to(self.device) for a in random_batch(cfg.task, length, cfg.batch_size, self.rngs.data)
-        )
-        logits, loss = self.model(inputs, targets, dropout=dropout_rate(cfg, length))
+        task = self.schedule.sample_task(self.rngs.data)
+        curriculum = self.schedule.lengths[task]
+        lengths = curriculum.sample_lengths(self.rngs.data)
+        losses, saturations, errors = [], [], []
+        for length in lengths:
+            inputs, targets = self.batch(task, length)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                logits, loss = self.model(inputs, targets, dropout=dropout_rate(cfg, length))
+            losses.append(loss)
+            saturations.append(getattr(self.model, "saturation_cost", loss.new_zeros(())))
+            errors.append((length, *error_rates(logits.detach().argmax(dim=-1), targets)))
+        loss = torch.stack(losses).mean()
         if not torch.isfinite(loss):
             return float(loss.detach())
-        objective = loss + progress.pull * self.model.relaxation_penalty() if progress.pull > 0 else loss
+        saturation_cost = torch.stack(saturations).mean()
+        objective = loss + progress.saturation_weight * saturation_cost
+        if progress.pull > 0:
+            objective = objective + progress.pull * self.model.relaxation_penalty()
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
@@ -204,23 +265,29 @@ class Trainer:
                 for p in self.model.parameters():
                     if p.grad is not None:
                         p.grad.add_(torch.randn_like(p.grad) * std)
+        if cfg.optimizer == "adamax":
+            for group in self.optimizer.param_groups:
+                group["betas"] = (0.9, adamax_beta2(progress.step))
         self.optimizer.step()
 
-        seq_error, digit_error = error_rates(logits.detach().argmax(dim=-1), targets)
+        for length, seq_error, _ in errors:
+            curriculum.record(length, seq_error)
+        seq_error = sum(e[1] for e in errors) / len(errors)
+        digit_error = sum(e[2] for e in errors) / len(errors)
         progress.recent_seq_error = seq_error
-        self.curriculum.record(length, seq_error)
         loss_value = float(loss.detach())
         progress.check_loss_sum += loss_value
         progress.check_loss_steps += 1
-        elapsed = time.perf_counter() - started
-        progress.wall_s += elapsed
-        progress.window.add(loss_value, seq_error, digit_error, cfg.batch_size, elapsed)
+        progress.check_saturation_sum += float(saturation_cost.detach())
+        progress.window.add(
+            loss_value, seq_error, digit_error, cfg.batch_size * len(lengths), time.perf_counter() - started
+        )
         return loss_value
 
     # --- every advance_every steps ------------------------------------------------------------------------
     def curriculum_check(self) -> None:
         cfg, progress = self.cfg, self.progress
-        if self.curriculum.check():
+        if self.schedule.check():
             progress.last_advance_step = progress.step
             if cfg.relax_copies > 1:
                 # K15: raise the pull while it is small; past the limit, collapse the copies to their mean.
@@ -234,7 +301,11 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = progress.lr
         progress.check_losses = [*progress.check_losses[-2:], window_loss]
-        progress.check_loss_sum, progress.check_loss_steps = 0.0, 0
+        if cfg.model == "f17" and progress.check_saturation_sum > 0:
+            # F17: re-set the weight so the weighted saturation cost is about lr x the loss, capped.
+            raw = progress.check_saturation_sum / progress.check_loss_steps
+            progress.saturation_weight = min(max(window_loss / raw * progress.lr, 1e-20), cfg.saturation_weight_max)
+        progress.check_loss_sum, progress.check_loss_steps, progress.check_saturation_sum = 0.0, 0, 0.0
 
     # --- every eval_every steps ---------------------------------------------------------------------------
     def evaluate(self, length: int, examples: int) -> dict[str, float]:
@@ -271,6 +342,7 @@ class Trainer:
             **progress.window.means(),
             "train/lr": progress.lr,
             "train/pull": progress.pull,
+            "train/saturation_weight": progress.saturation_weight,
             "curriculum/length": self.curriculum.length,
             "time/wall_s": progress.wall_s,
             **progress.pending_eval,
@@ -296,9 +368,10 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "curriculum": self.curriculum.state_dict(),
+            "curriculum": self.schedule.state_dict(),
             "progress": progress,
             "eval_table": self.eval_table,
+            "probe_table": self.probe_table,
             "rng": {
                 "python": random.getstate(),
                 "numpy_global": numpy_state_to_torch(np.random.get_state(legacy=False)),
@@ -334,11 +407,12 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.curriculum.load_state_dict(state["curriculum"])
+        self.schedule.load_state_dict(state["curriculum"])
         progress = dict(state["progress"])
         progress["window"] = Window(**progress["window"])
         self.progress = Progress(**progress)
         self.eval_table = list(state["eval_table"])
+        self.probe_table = list(state["probe_table"])
         rng = state["rng"]
         random.setstate(rng["python"])
         np.random.set_state(numpy_state_from_torch(rng["numpy_global"]))
@@ -367,6 +441,7 @@ class Trainer:
         diverged_step = None
         reason = self.stop_reason()
         while reason is None:
+            started = time.perf_counter()
             loss = self.train_step()
             if not math.isfinite(loss):
                 diverged_step, reason = progress.step + 1, "diverged"
@@ -375,10 +450,14 @@ class Trainer:
                 self.curriculum_check()
             if progress.step % cfg.eval_every == 0:
                 self.periodic_eval()
+            # The minute budget and time/wall_s count evaluation too: they are what a pool pays for.
+            progress.wall_s += time.perf_counter() - started
             reason = self.stop_reason()
             if progress.step % cfg.report_every == 0 and reason is None:
                 self.emit(checkpoint=progress.step % cfg.checkpoint_every == 0)
+        started = time.perf_counter()
         self.final_eval(diverged=reason == "diverged")
+        progress.wall_s += time.perf_counter() - started
         final_metrics = {k: v for k, v in self.metrics().items() if not k.startswith("train/")}
         self.emit(checkpoint=True)
         return TrainResult(
@@ -389,6 +468,7 @@ class Trainer:
             wall_time_s=progress.wall_s,
             final_metrics=final_metrics,
             eval_table=self.eval_table,
+            probe_table=self.probe_table,
             diverged_step=diverged_step,
         )
 
@@ -411,6 +491,17 @@ class Trainer:
                 self.progress.success_streak = self.progress.success_streak + 1 if passed else 0
                 if self.progress.success_streak >= cfg.success_hold:
                     self.progress.steps_to_success = self.progress.step
+        if cfg.probes:
+            self.probe_table = run_probes(
+                self.model,
+                cfg.task,
+                cfg.probe_carries,
+                cfg.probe_examples,
+                cfg.success_length,
+                self.rngs.eval,
+                cfg.eval_chunk,
+                self.device,
+            )
 
 
 def numpy_state_to_torch(state: dict[str, Any]) -> dict[str, Any]:
@@ -463,19 +554,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", help="continue exactly from this checkpoint directory")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON")
     docs = describe_fields()
+    hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
+        default = "the model's" if f.default is None else f.default
         kwargs: dict[str, Any] = {
             "dest": f.name,
             "default": None,
-            "help": f"{docs[f.name]} (default: {f.default})",
+            "help": f"{docs[f.name]} (default: {default})".replace("%", "%%"),
         }
-        if f.type in ("bool", bool):
+        hint = hints[f.name]
+        if type(None) in typing.get_args(hint):  # X | None -> X
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.name == "eval_lengths":
-            kwargs.update(nargs="+", type=int)
+        elif typing.get_origin(hint) is tuple:
+            kwargs.update(nargs="+", type=typing.get_args(hint)[0])
         else:
-            kwargs["type"] = {"int": int, "float": float, "str": str}[str(f.type)]
+            kwargs["type"] = hint
         parser.add_argument(*flags, **kwargs)
     return parser
 

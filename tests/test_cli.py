@@ -10,6 +10,7 @@ from neuralgpu.config import ConfigError, TrainConfig, describe_fields
 from neuralgpu.train import main
 
 TINY = [
+    "--no-probes",
     "--width",
     "4",
     "--max-length",

@@ -28,6 +28,7 @@ def tiny_config(**overrides) -> TrainConfig:
         advance_every=10,
         checkpoint_every=20,
         eval_lengths=[9],
+        probes=False,
         success_length=9,
         eval_batch=8,
     )
@@ -191,6 +192,7 @@ def test_a_tiny_model_learns_copy_and_generalises():
             eval_lengths=[15],
             success_length=15,
             success_threshold=0.05,
+            probe_carries=[1, 2, 4],
             success_gate=0.2,
             report_every=100,
             eval_every=50,
