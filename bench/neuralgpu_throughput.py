@@ -4,7 +4,7 @@ Prints one row per width: examples/s of a full training step (forward, backward,
 batch, and the achieved GFLOP/s of the CGRU convolutions (forward + backward counted as 3x the forward FLOPs),
 then the fp32 matrix-multiply GFLOP/s measured in the same process as the machine's yardstick.
 
-    python -m bench.neuralgpu_throughput [--widths 24 128] [--length 41] [--batch 32] [--threads N]
+    python -m bench.neuralgpu_throughput [--model k15|f17] [--widths 24 128] [--length 41] [--batch 32]
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ def matmul_gflops(size: int = 1024, seconds: float = 2.0) -> float:
     return 2 * size**3 * runs / (time.perf_counter() - started) / 1e9
 
 
-def training_throughput(width: int, length: int, batch: int, steps: int, threads: int) -> dict[str, float]:
+def training_throughput(
+    width: int, length: int, batch: int, steps: int, threads: int, model: str = "k15"
+) -> dict[str, float]:
     cfg = TrainConfig(
+        model=model,
         task="badd",
         width=width,
         batch_size=batch,
@@ -62,6 +65,7 @@ def training_throughput(width: int, length: int, batch: int, steps: int, threads
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="k15", choices=["k15", "f17"])
     parser.add_argument("--widths", type=int, nargs="+", default=[24, 128])
     parser.add_argument("--length", type=int, default=41)
     parser.add_argument("--batch", type=int, default=32)
@@ -70,13 +74,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     reference = matmul_gflops()
-    print(f"Neural GPU training throughput (CPU, {args.threads} threads, fp32)")
+    device = "CUDA" if torch.cuda.is_available() else "CPU"
+    print(f"Neural GPU ({args.model}) training throughput ({device}, {args.threads} threads, fp32)")
     print(
         f"{'width':>6} {'length':>6} {'batch':>5} {'step s':>8} {'examples/s':>11} "
         f"{'conv GFLOP/s':>13} {'% of matmul':>11}"
     )
     for width in args.widths:
-        row = training_throughput(width, args.length, args.batch, args.steps, args.threads)
+        row = training_throughput(width, args.length, args.batch, args.steps, args.threads, args.model)
         print(
             f"{row['width']:>6} {row['length']:>6} {row['batch']:>5} {row['step_s']:>8.3f} "
             f"{row['examples_per_s']:>11.1f} {row['conv_gflops']:>13.1f} {100 * row['conv_gflops'] / reference:>10.0f}%"
