@@ -1,0 +1,266 @@
+"""One typed, validated config per RL training run (mirrors neuralgpu.config: same errors, same coercion).
+
+`RLConfig` is the single source of truth for a run: the CLI builds its flags from these fields, sweeps expand
+their axes into them, and the trainer reads nothing else. Every field has a one-line docstring (the string under
+it); `describe_fields()` turns them into the CLI help. Defaults follow LSAE (shared/reference/algorithmic_rl.md)
+where it gives a value; otherwise they are what solved Copy and DuplicatedInput most reliably in short CPU runs
+(3 seeds each against a fixed discount of 0.9 and the joint action space; see bench/rl_solve.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from neuralgpu.config import ConfigError, coerce, load_yaml
+from rl_tasks import ENV_NAMES
+
+AGENTS = ("qlearning", "reinforce")
+CONTROLLERS = ("gru", "lstm", "ff")
+OUTPUT_MODES = ("split", "joint")
+Q_TARGETS = ("watkins", "one_step")
+CURRICULA = ("env", "lsae")
+OPTIMIZERS = ("adam", "sgd")
+EXPLORATIONS = ("constant", "linear", "adaptive")
+
+__all__ = ["ConfigError", "RLConfig", "describe_fields", "load_yaml"]
+
+
+@dataclass
+class RLConfig:
+    # --- what to learn -------------------------------------------------------------------------------------
+    env: str = "Copy"
+    """Environment name (rl_tasks/<env>-v0): Copy, DuplicatedInput, RepeatCopy, Reverse, ReversedAddition, ..."""
+    corrected_time_limit: bool = False
+    """ReversedAddition/3 only: rows * width + 4 steps instead of G19's 2 * width + 4 (a documented deviation)."""
+    easy_start: bool = False
+    """Addition envs: half the episodes carry-free while the curriculum length is <= 12 (the talk's 3-row fix)."""
+    seed: int = 0
+    """Seeds Python, NumPy, torch, the env and the agent's streams; the nuisance axis of every pool."""
+
+    # --- agent -----------------------------------------------------------------------------------------------
+    agent: str = "qlearning"
+    """Learner: qlearning (LSAE) or reinforce (RLNTM-style, reward-to-go and a learned baseline)."""
+    controller: str = "gru"
+    """Controller core: gru, lstm, or ff (feed-forward, memoryless apart from the previous action)."""
+    hidden: int = 64
+    """Units of the controller's one layer (LSAE: 200; 64 learned the tape tasks faster here)."""
+    output_mode: str = "split"
+    """split: symbol learned supervised, RL for move and write (LSAE); joint: the symbol is part of the action."""
+
+    # --- Q-learning ------------------------------------------------------------------------------------------
+    q_target: str = "watkins"
+    """watkins: Watkins Q(lambda), traces cut at exploratory actions; one_step: one-step Q-learning targets."""
+    discount: str = "dynamic"
+    """dynamic: Q divided by the targets left (LSAE); or a fixed discount in (0, 1], e.g. 0.9."""
+    exploration: str = "adaptive"
+    """constant: epsilon (LSAE); linear: decay to epsilon_final; adaptive: epsilon x the greedy failure rate."""
+    epsilon: float = 0.05
+    """Behaviour policy: probability of a uniform random choice instead of the greedy one (LSAE: 0.05)."""
+    epsilon_final: float = 0.0
+    """Least exploration of the linear and adaptive schedules."""
+    epsilon_decay_episodes: int = 2000
+    """linear: episodes over which epsilon falls to epsilon_final."""
+    q_penalty: float = 0.0
+    """Weight of the penalty pulling sum_a Q^(s, a) to 1, once greedy accuracy >= 0.95 (LSAE: 0.01; 0 = off)."""
+
+    # --- REINFORCE -------------------------------------------------------------------------------------------
+    reinforce_gamma: float = 1.0
+    """Discount of the reward-to-go."""
+    baseline: bool = True
+    """Learned baseline (a value head regressed on the reward-to-go)."""
+    normalize_advantage: bool = True
+    """Normalise the advantages of each batch to zero mean and unit variance."""
+    entropy_coef: float = 0.01
+    """Weight of the policy-entropy bonus."""
+
+    # --- optimiser -------------------------------------------------------------------------------------------
+    optimizer: str = "adam"
+    """adam or sgd (LSAE: SGD, lr 0.1)."""
+    lr: float = 0.003
+    """Learning rate."""
+    batch_episodes: int = 4
+    """Episodes per gradient step (LSAE: 20 parallel samples)."""
+    clip_norm: float = 5.0
+    """Global gradient-norm clip (LSAE: 5)."""
+
+    # --- curriculum ------------------------------------------------------------------------------------------
+    curriculum: str = "env"
+    """env: the env's own G19 length curriculum; lsae: LSAE's complexity schedule chooses each input length."""
+    lsae_start: int = 6
+    """LSAE: first complexity."""
+    lsae_step: int = 4
+    """LSAE: complexity increase at each advance."""
+    lsae_spread: int = 4
+    """LSAE: each episode's length is complexity - U{0..spread} (at least 2)."""
+    lsae_accuracy: float = 0.995
+    """LSAE: advance when the greedy sequence accuracy over the window reaches this."""
+    lsae_window: int = 100
+    """LSAE: exploration-free episodes in the accuracy window."""
+    lsae_max_length: int = 34
+    """LSAE: the complexity stops growing here (G19's env curriculum stops at 30..32)."""
+
+    # --- success and evaluation ------------------------------------------------------------------------------
+    reward_threshold: float = 0.0
+    """Solved when the 100-episode mean reward reaches this (0 = the env's registered gym threshold)."""
+    stop_on_success: bool = True
+    """End the run once solved."""
+    eval_lengths: tuple[int, ...] = (100, 500)
+    """Input lengths of the greedy generalisation test (eval/seq_accuracy@L), run at the end."""
+    eval_examples: int = 20
+    """Episodes per test length."""
+    eval_every: int = 0
+    """Also run the test every this many episodes (0 = only at the end)."""
+
+    # --- budget ----------------------------------------------------------------------------------------------
+    max_episodes: int = 20000
+    """Episode budget (0 = none; then max_minutes must be set)."""
+    max_minutes: float = 0.0
+    """Wall-time budget in minutes (0 = none). A time budget makes the stopping episode machine-dependent."""
+    patience_episodes: int = 0
+    """Stop as `no_progress` when the curriculum length has not grown for this many episodes (0 = never)."""
+
+    # --- runtime ---------------------------------------------------------------------------------------------
+    report_every: int = 100
+    """Episodes between metric reports (progress line, sweep record)."""
+    checkpoint_every: int = 1000
+    """Episodes between full training-state checkpoints (when a checkpoint directory is given)."""
+    device: str = "cpu"
+    """cpu, auto (CUDA when present), cuda or cuda:N. The agent acts one step at a time: CPU is faster."""
+    threads: int = 1
+    """torch CPU threads. Bit-identical metrics need the same value; sweeps give one thread per CPU."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # Derived values live next to the parse: computed, never stored in files.
+    @property
+    def gamma(self) -> float | None:
+        """The fixed Q-learning discount, or None for the dynamic discount."""
+        return None if self.discount == "dynamic" else float(self.discount)
+
+    def validate(self, source: str = "config") -> None:
+        def need(ok: bool, key: str, problem: str, fix: str) -> None:
+            if not ok:
+                raise ConfigError(f"{source}: `{key}` {problem}; {fix}.")
+
+        def one_of(key: str, choices: tuple[str, ...]) -> None:
+            value = getattr(self, key)
+            need(value in choices, key, f"is {value!r}", f"use one of {', '.join(choices)}")
+
+        one_of("env", ENV_NAMES)
+        for key, choices in (
+            ("agent", AGENTS),
+            ("controller", CONTROLLERS),
+            ("output_mode", OUTPUT_MODES),
+            ("q_target", Q_TARGETS),
+            ("curriculum", CURRICULA),
+            ("optimizer", OPTIMIZERS),
+            ("exploration", EXPLORATIONS),
+        ):
+            one_of(key, choices)
+        need(
+            self.discount == "dynamic" or _discount_value(self.discount) is not None,
+            "discount",
+            f"is {self.discount!r}",
+            "use dynamic or a number in (0, 1]",
+        )
+        need(1 <= self.hidden <= 8192, "hidden", f"is {self.hidden}", "use between 1 and 8192 units (LSAE: 200)")
+        for key in ("epsilon", "epsilon_final", "lsae_accuracy"):
+            value = getattr(self, key)
+            need(0.0 <= value <= 1.0, key, f"is {value}", "use a probability in [0, 1]")
+        need(0.0 < self.reinforce_gamma <= 1.0, "reinforce_gamma", f"is {self.reinforce_gamma}", "use (0, 1]")
+        for key in ("lr", "clip_norm"):
+            value = getattr(self, key)
+            need(math.isfinite(value) and value > 0, key, f"is {value}", "use a positive number")
+        for key in (
+            "epsilon_decay_episodes",
+            "q_penalty",
+            "entropy_coef",
+            "reward_threshold",
+            "eval_every",
+            "max_episodes",
+            "max_minutes",
+            "patience_episodes",
+        ):
+            value = getattr(self, key)
+            need(math.isfinite(value) and value >= 0, key, f"is {value}", "use 0 or a positive number")
+        need(
+            self.max_episodes > 0 or self.max_minutes > 0,
+            "max_episodes",
+            "and max_minutes are both 0, so the run would never end",
+            "set an episode or minute budget",
+        )
+        for key in ("batch_episodes", "lsae_step", "lsae_window", "eval_examples", "report_every", "checkpoint_every"):
+            need(getattr(self, key) >= 1, key, f"is {getattr(self, key)}", "use a positive integer")
+        need(self.lsae_spread >= 0, "lsae_spread", f"is {self.lsae_spread}", "use 0 or a positive integer")
+        need(
+            2 <= self.lsae_start <= self.lsae_max_length,
+            "lsae_start",
+            f"breaks 2 <= lsae_start <= lsae_max_length ({self.lsae_start}, {self.lsae_max_length})",
+            "order them",
+        )
+        need(
+            len(self.eval_lengths) > 0 and all(n >= 1 for n in self.eval_lengths),
+            "eval_lengths",
+            f"is {list(self.eval_lengths)}",
+            "give one or more positive lengths",
+        )
+        need(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            f"is {self.device!r}",
+            "use cpu, auto, cuda or cuda:N",
+        )
+        need(self.threads >= 1, "threads", f"is {self.threads}", "use at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, not tuples) so the dict survives YAML, JSON and MLflow params."""
+        out = dataclasses.asdict(self)
+        out["eval_lengths"] = list(self.eval_lengths)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RLConfig:
+        """Build and validate a config; unknown keys and wrong types raise ConfigError naming key and source."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of config keys, got {type(values).__name__}.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key `{unknown[0]}`; known keys are {', '.join(known)} "
+                "(see `python -m rl_tasks.train --help`)."
+            )
+        hints = typing.get_type_hints(cls)
+        values = dict(values)
+        if isinstance(values.get("discount"), int | float) and not isinstance(values["discount"], bool):
+            values["discount"] = repr(float(values["discount"]))  # YAML `discount: 0.9` is a number
+        converted = {key: coerce(key, value, hints[key], source) for key, value in values.items()}
+        try:
+            return cls(**converted)
+        except ConfigError as exc:  # __post_init__ validated under the generic name: name the real source
+            raise ConfigError(f"{source}:{str(exc).removeprefix('config:')}") from None
+
+    def replace(self, **changes: Any) -> RLConfig:
+        return RLConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _discount_value(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0.0 < value <= 1.0 else None
+
+
+def describe_fields() -> dict[str, str]:
+    """Field name -> its one-line docstring (the string under each field above)."""
+    source = inspect.getsource(RLConfig)
+    docs = dict(re.findall(r"^\s{4}(\w+): [^\n]*\n\s{4}\"\"\"(.*?)\"\"\"", source, flags=re.M | re.S))
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(RLConfig)}
