@@ -11,6 +11,11 @@ MLFLOW_PORT ?= 5000
 # Absolute, so trials that chdir into their own directories still share one store.
 RUNS_DIR := $(abspath runs)
 MLFLOW_URI ?= sqlite:///$(RUNS_DIR)/mlflow.db
+# `make report`: the sweep to analyse, the store it was recorded in ($MLFLOW_TRACKING_URI wins, as for sweeps)
+# and where the report goes (absolute, project-local).
+EXPERIMENT ?=
+REPORT_URI := $(or $(MLFLOW_TRACKING_URI),$(MLFLOW_URI))
+REPORTS_DIR := $(abspath reports)
 
 .PHONY: install sweep test test-slow lint format bench mlflow-ui report clean
 
@@ -48,8 +53,11 @@ mlflow-ui: $(STAMP)
 	mkdir -p $(RUNS_DIR)
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_URI) --host 127.0.0.1 --port $(MLFLOW_PORT)
 
+# `make report EXPERIMENT=<sweep name>`: runs the analysis notebooks headless (papermill) on that sweep's MLflow
+# record and writes reports/<experiment>/ (index.html, one HTML page per notebook, figures/*.png, tables/*.csv).
 report: $(STAMP)
-	@echo "make report: the analysis report is not built yet (issue: analysis notebooks and report)." >&2; exit 1
+	@test -n "$(EXPERIMENT)" || { echo "make report: name the sweep, e.g. make report EXPERIMENT=smoke" >&2; exit 2; }
+	$(BIN)/python -m analysis.report $(EXPERIMENT) --tracking-uri $(REPORT_URI) --output-dir $(REPORTS_DIR)/$(EXPERIMENT)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,1 +1,13 @@
-"""Statistics of training success over seeds, read from MLflow."""
+"""Statistics of training success over seeds, read from MLflow.
+
+Modules (pure functions over a trials frame, one row per run, and arrays; notebooks only call and plot):
+    load        MLflow -> trials frame (load_trials) and long-form metric curves (load_curves)
+    outcomes    run outcomes, success rules, re-judging success from the logged curves
+    rates       Wilson / Clopper-Pearson intervals, Newcombe + Fisher comparisons, Holm, logistic regression
+    planning    seeds for P(at least one success), for an interval width, per arm for 80% power (exact)
+    survival    Kaplan-Meier time to success with censoring, log-rank, expected compute per success
+    continuous  interquartile mean, stratified bootstrap, probability of improvement
+    failure     error against test length; carry-chain, similar-stretch and structured probes of saved models
+    figures     titled, labelled figures with interval bars and run counts
+    report      `make report EXPERIMENT=name`: the notebooks headless -> reports/<experiment>/
+"""

@@ -479,8 +479,19 @@ class Trainer:
             return
         if cfg.success_length not in cfg.eval_lengths and self.progress.steps_to_success is None:
             self.success_test()
+        pending = self.progress.pending_eval
         for length in cfg.eval_lengths:
-            row = self.evaluate(length, cfg.eval_batch)
+            if f"eval/seq_error@{length}" in pending:
+                # A success test ran at this very step: keep its result, so the logged curve shows the test
+                # that decided the run (re-judging from the record must agree with the recorded success).
+                row = {
+                    "length": length,
+                    "seq_error": pending[f"eval/seq_error@{length}"],
+                    "digit_error": pending[f"eval/digit_error@{length}"],
+                    "examples": cfg.eval_batch,
+                }
+            else:
+                row = self.evaluate(length, cfg.eval_batch)
             row["step"] = self.progress.step
             self.eval_table.append(row)
             self.progress.pending_eval[f"eval/seq_error@{length}"] = row["seq_error"]

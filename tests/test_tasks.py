@@ -70,9 +70,7 @@ def test_random_batches_compute_the_right_answer(name):
         assert k == (length - task.arity + 1) // task.arity
         for row_in, row_out in zip(inputs.tolist(), targets.tolist(), strict=True):
             values = [read_int(row_in[i * (k + 1) : i * (k + 1) + k], task.base) for i in range(task.arity)]
-            assert [row_in[i * (k + 1) - 1] for i in range(1, task.arity)] == [task.separator] * (
-                task.arity - 1
-            )
+            assert [row_in[i * (k + 1) - 1] for i in range(1, task.arity)] == [task.separator] * (task.arity - 1)
             assert row_in[width:] == row_out[width:] == [0] * (length - width)
             assert read_int(row_out[:width], task.base) == expected_answer(task, values)
 
@@ -102,9 +100,7 @@ def test_encode_and_decode_round_trip_against_python_ints(name, values, slack):
     assert decode_operands(task, inputs) == values
     assert read_int(inputs[:k].tolist(), task.base) == values[0]
     assert decode_answer(task, targets) == expected_answer(task, values)
-    assert read_int(targets[: task.arity * k + task.arity - 1].tolist(), task.base) == expected_answer(
-        task, values
-    )
+    assert read_int(targets[: task.arity * k + task.arity - 1].tolist(), task.base) == expected_answer(task, values)
 
 
 @FAST

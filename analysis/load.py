@@ -1,0 +1,317 @@
+"""Read a sweep from MLflow: one tidy row per trial, and metric curves in long form.
+
+Layout written by the sweep orchestrator (read, never imported: analysis does not depend on sweeps):
+one experiment per sweep name; a parent run per invocation (tag seedpool.role=parent, no mlflow.parentRunId);
+a child run per trial (seedpool.role=trial, mlflow.parentRunId, trial_key, sweep, stop_reason, seed, width,
+...) whose params are the resolved training config and whose metrics are the trainer's, with `@` spelled
+`_at_` because MLflow forbids `@` (eval/seq_error@201 is stored as eval/seq_error_at_201). This module turns
+the names back into the trainer's spelling.
+
+The trials table is one `search_runs` request (paged by MLflow), never one request per run; curves come from
+one query per metric on a SQL store, 100 runs per request on a tracking server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from analysis.outcomes import classify_outcome, rule_from_params
+
+ROLE_TAG = "seedpool.role"
+PARENT_TAG = "mlflow.parentRunId"
+OUTCOME_COLUMNS = (
+    "success",
+    "steps_to_success",
+    "stop_reason",
+    "outcome",
+    "steps",
+    "wall_time_s",
+    "steps_to_event",
+    "wall_to_event_s",
+    "rule",
+)
+KNOWN_AXES = ("task", "model", "width", "curriculum", "learner", "trainer")
+"""Columns that are science axes when they take more than one value in a pool."""
+
+
+def trainer_name(mlflow_key: str) -> str:
+    """eval/seq_error_at_201 -> eval/seq_error@201 (the trainer's spelling)."""
+    return mlflow_key.replace("_at_", "@")
+
+
+def mlflow_name(trainer_key: str) -> str:
+    """eval/seq_error@201 -> eval/seq_error_at_201 (the spelling MLflow stores)."""
+    return trainer_key.replace("@", "_at_")
+
+
+@contextlib.contextmanager
+def _tracking(uri: str | None) -> Iterator[str]:
+    """Point the fluent API at `uri` for the duration (search_runs has no uri argument)."""
+    previous = mlflow.get_tracking_uri()
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    try:
+        yield mlflow.get_tracking_uri()
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _check_store(uri: str) -> None:
+    """A sqlite URI whose file is missing would be created empty by MLflow: say what is wrong instead."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise ValueError(
+                f"no MLflow database at {path} (tracking URI {uri}); run a sweep first (make sweep) or pass the "
+                "URI it recorded into (absolute: sqlite:////abs/path/mlflow.db)."
+            )
+
+
+def _coerce_param(value: object) -> object:
+    """MLflow params are strings: give back ints, floats, bools, lists and None where they parse."""
+    if not isinstance(value, str):
+        return value
+    if value in ("True", "False"):
+        return value == "True"
+    if value == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    if value.startswith("["):
+        try:
+            return tuple(json.loads(value))
+        except json.JSONDecodeError:
+            pass
+    return value
+
+
+def _column(frame: pd.DataFrame, name: str, default: object = math.nan) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object)
+
+
+def load_trials(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per trial run of an MLflow experiment (a sweep name), parent runs left out.
+
+    Columns: run_id, run_name, experiment, sweep, trial_key, parent_run_id, mlflow_status, trainer, step_unit
+    ('steps', or 'episodes' for RL), every training-config param as its own column with its type (width, task,
+    curriculum, seed, success_threshold, ...; a param that clashes with an outcome column is kept as
+    params.<name>), the outcome columns (OUTCOME_COLUMNS: success, steps_to_success, stop_reason, outcome,
+    steps and wall_time_s spent, steps_to_event and wall_to_event_s for time-to-success analyses, and `rule`,
+    the success rule the run recorded) and the last value of every namespaced metric (eval/seq_error@201, ...).
+
+    attrs: experiment, tracking_uri, science_axes (from the newest parent run, else the known axes that vary).
+    Raises ValueError naming the experiments that exist when `experiment` does not.
+    """
+    _check_store(tracking_uri or mlflow.get_tracking_uri())
+    with _tracking(tracking_uri) as uri:
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            names = sorted(e.name for e in client.search_experiments())
+            raise ValueError(
+                f"no MLflow experiment named {experiment!r} at {uri}; experiments there: "
+                f"{', '.join(names) or 'none'}. Pass the sweep name (the experiment) and the tracking URI it "
+                "was recorded in (MLFLOW_TRACKING_URI)."
+            )
+        runs = mlflow.search_runs(experiment_ids=[found.experiment_id], output_format="pandas", max_results=10**6)
+        if runs.empty:
+            trials = pd.DataFrame(columns=["run_id", *OUTCOME_COLUMNS])
+            trials.attrs.update(experiment=experiment, tracking_uri=uri, science_axes=[])
+            return trials
+        role = _column(runs, f"tags.{ROLE_TAG}", None)
+        parent_ids = set(_column(runs, f"tags.{PARENT_TAG}", None).dropna())
+        is_parent = (role == "parent") | (role.isna() & runs["run_id"].isin(parent_ids))
+        parents, runs = runs[is_parent], runs[~is_parent].reset_index(drop=True)
+        trials = _tidy(runs, experiment)
+        _fill_unfinished_spend(trials, runs, client)
+    trials.attrs.update(experiment=experiment, tracking_uri=uri, science_axes=_science_axes(trials, parents))
+    return trials
+
+
+def _tidy(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "run_id": runs["run_id"],
+            "run_name": _column(runs, "tags.mlflow.runName", None),
+            "experiment": experiment,
+            "sweep": _column(runs, "tags.sweep", experiment).fillna(experiment),
+            "trial_key": _column(runs, "tags.trial_key", None),
+            "parent_run_id": _column(runs, f"tags.{PARENT_TAG}", None),
+            "mlflow_status": runs["status"],
+        }
+    )
+    trainer = _column(runs, "tags.trainer", None).fillna(_column(runs, "params.trainer", None))
+    out["trainer"] = trainer.fillna("neuralgpu")
+    out["step_unit"] = np.where(out["trainer"] == "rl", "episodes", "steps")
+    params = {c.removeprefix("params."): c for c in runs.columns if c.startswith("params.")}
+    for name, column in sorted(params.items()):
+        if runs[column].isna().all():  # a parent-run param (search_runs gives every run every column)
+            continue
+        target = f"params.{name}" if name in OUTCOME_COLUMNS or name in out else name
+        out[target] = runs[column].map(_coerce_param)
+    for axis in ("width", "seed"):  # typed from tags when a run has no params (e.g. crashed before logging)
+        if axis not in out and f"tags.{axis}" in runs:
+            out[axis] = runs[f"tags.{axis}"].map(_coerce_param)
+
+    metric = {c.removeprefix("metrics."): runs[c] for c in runs.columns if c.startswith("metrics.")}
+    nan = pd.Series(math.nan, index=runs.index)
+    success = metric.get("success", nan).fillna(0) >= 1
+    out["success"] = success
+    out["steps_to_success"] = metric.get("steps_to_success", nan).where(success)
+    stop_reason = _column(runs, "tags.stop_reason", None)
+    out["stop_reason"] = stop_reason.where(stop_reason.notna(), None)
+    out["outcome"] = [
+        classify_outcome(status, reason, bool(ok))
+        for status, reason, ok in zip(out["mlflow_status"], out["stop_reason"], out["success"], strict=True)
+    ]
+    stopped = pd.to_numeric(_column(runs, "tags.stopped_step"), errors="coerce")
+    out["steps"] = metric.get("steps", nan).fillna(stopped)
+    out["wall_time_s"] = metric.get("wall_time_s", nan).fillna(metric.get("time/wall_s", nan))
+    out["rule"] = [_rule_label(row) for row in out.to_dict("records")]
+    # The orchestrator records a trial once (found again by its key); a doubled key is shown, never dropped.
+    out["duplicate_trial_key"] = out["trial_key"].notna() & out["trial_key"].duplicated(keep=False)
+    for name, values in sorted(metric.items()):
+        if "/" in name and not values.isna().all():
+            out[trainer_name(name)] = values
+    _event_columns(out)
+    return out
+
+
+def _event_columns(trials: pd.DataFrame) -> None:
+    """Durations for time-to-success: to the success, or to the end of a run that never succeeded (censored).
+    A run that stopped at its success spent its wall time getting there; otherwise the wall time at success is
+    not in the final metrics and the run's total is used (an upper bound; rejudge reads it from the curve)."""
+    trials["steps_to_event"] = np.where(trials["success"], trials["steps_to_success"], trials["steps"])
+    trials["wall_to_event_s"] = trials["wall_time_s"]
+
+
+def _rule_label(row: dict) -> str:
+    rule = rule_from_params(row)
+    return rule.describe() if rule is not None else f"recorded success ({row.get('trainer')})"
+
+
+def _fill_unfinished_spend(trials: pd.DataFrame, runs: pd.DataFrame, client: MlflowClient) -> None:
+    """Steps and wall time of runs without final metrics (crashed or interrupted): the last report of
+    time/wall_s, one request per such run (there are few). A run that never reported spent 0."""
+    missing = trials.index[trials["steps"].isna()]
+    for index in missing:
+        history = client.get_metric_history(trials.at[index, "run_id"], "time/wall_s")
+        if history:
+            last = max(history, key=lambda m: m.step)
+            trials.at[index, "steps"] = float(last.step)
+            if math.isnan(trials.at[index, "wall_time_s"]):
+                trials.at[index, "wall_time_s"] = float(last.value)
+    trials["steps"] = trials["steps"].fillna(0.0)
+    trials["wall_time_s"] = trials["wall_time_s"].fillna(0.0)
+    _event_columns(trials)
+
+
+def _science_axes(trials: pd.DataFrame, parents: pd.DataFrame) -> list[str]:
+    """The parent run's declared science axes (params.science_axes, newest parent first), else the known axes
+    that take more than one value."""
+    if "params.science_axes" in parents and len(parents):
+        newest = parents.sort_values("start_time", ascending=False)["params.science_axes"].dropna()
+        if len(newest) and newest.iloc[0] not in ("-", ""):
+            return [a for a in str(newest.iloc[0]).split(",") if a in trials]
+    return [a for a in KNOWN_AXES if a in trials and trials[a].astype(str).nunique() > 1]
+
+
+def metric_keys(trials: pd.DataFrame) -> list[str]:
+    """The namespaced metrics (trainer spelling) that the trials frame holds final values of."""
+    return [c for c in trials.columns if "/" in c and not c.startswith("params.")]
+
+
+def load_curves(
+    runs: pd.DataFrame | Iterable[str],
+    metrics: Iterable[str] | None = None,
+    tracking_uri: str | None = None,
+    chunk: int = 100,
+) -> pd.DataFrame:
+    """Metric curves in long form: run_id, metric (trainer spelling), step, value, timestamp; sorted by run,
+    metric and step.
+
+    runs: a trials frame (load_trials) or run ids. metrics: trainer or MLflow spellings; default every
+    namespaced metric of the trials frame. A SQL store (sqlite, postgres) answers one query per metric and
+    `chunk` runs; a tracking server answers its bulk endpoint, 100 runs per request; any other store falls back
+    to one request per run and metric, 8 at a time.
+    """
+    if isinstance(runs, pd.DataFrame):
+        run_ids = runs["run_id"].tolist()
+        uri = tracking_uri or runs.attrs.get("tracking_uri")
+        if metrics is None:
+            metrics = metric_keys(runs)
+    else:
+        run_ids, uri = list(runs), tracking_uri
+    if metrics is None:
+        raise ValueError("load_curves needs `metrics` when given run ids (or pass the trials frame)")
+    keys = list(dict.fromkeys(mlflow_name(m) for m in metrics))
+    with _tracking(uri) as uri:
+        client = MlflowClient(uri)
+        store = client._tracking_client.store  # noqa: SLF001  (the only way to reach the bulk queries)
+        rows: list[tuple] = []
+        for key in keys:
+            for start in range(0, len(run_ids), chunk):
+                part = run_ids[start : start + chunk]
+                rows.extend(_history(client, store, part, key))
+    frame = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value", "timestamp"])
+    frame["metric"] = frame["metric"].map(trainer_name)
+    return frame.sort_values(["run_id", "metric", "step", "timestamp"], ignore_index=True)
+
+
+def _history(client: MlflowClient, store: object, run_ids: list[str], key: str) -> list[tuple]:
+    if hasattr(store, "get_metric_history_bulk"):  # SqlAlchemyStore: one query for all these runs
+        found = store.get_metric_history_bulk(run_ids, key, max_results=None)
+        return [(m.run_id, key, m.step, m.value, m.timestamp) for m in found]
+    if hasattr(store, "get_host_creds"):  # RestStore: the server's bulk endpoint (the MLflow UI uses it)
+        rows = _rest_bulk(store, run_ids, key)
+        if rows is not None:
+            return rows
+
+    def one(run_id: str) -> list[tuple]:
+        return [(run_id, key, m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, key)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [row for part in pool.map(one, run_ids) for row in part]
+
+
+REST_BULK_LIMIT = 25000
+"""The server's cap on points per bulk request: a full answer may be cut, so it is split and asked again."""
+
+
+def _rest_bulk(store: object, run_ids: list[str], key: str) -> list[tuple] | None:
+    """GET /ajax-api/2.0/mlflow/metrics/get-history-bulk for up to 100 runs; None when the server lacks it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(
+            store.get_host_creds(),
+            "/ajax-api/2.0/mlflow/metrics/get-history-bulk",
+            "GET",
+            params={"run_id": run_ids, "metric_key": key, "max_results": REST_BULK_LIMIT},
+        )
+    except MlflowException:
+        return None
+    if response.status_code != 200:
+        return None
+    points = response.json().get("metrics", [])
+    if len(points) >= REST_BULK_LIMIT:
+        if len(run_ids) == 1:
+            return None  # one run with more points than the cap: the paged per-run request reads them all
+        middle = len(run_ids) // 2
+        left, right = _rest_bulk(store, run_ids[:middle], key), _rest_bulk(store, run_ids[middle:], key)
+        return None if left is None or right is None else left + right
+    return [(p["run_id"], key, int(p.get("step", 0)), float(p["value"]), int(p.get("timestamp", 0))) for p in points]

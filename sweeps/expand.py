@@ -1,0 +1,147 @@
+"""Load a sweep file and expand it into trials: one validated run config and one stable key per trial."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeps.schema import SweepConfig, SweepConfigError, parse_sweep, read_yaml, resolve_config_path
+from sweeps.trainers import TrainerSpec, get_trainer
+
+NOTHING_DONE = "Nothing was launched or recorded."
+
+
+@dataclass(frozen=True)
+class Trial:
+    key: str
+    """Stable identity: hash of the trainer name and the fully resolved run config (seed included)."""
+    index: int
+    """Position in the expansion (seed-major, so a partly run pool covers every cell)."""
+    cell: dict[str, Any]
+    """Science-axis values: the summary-table cell this trial belongs to."""
+    axis_values: dict[str, Any]
+    """Every axis value of this trial (science and nuisance)."""
+    run_config: dict[str, Any] = field(repr=False)
+    """The trainer's full config as a plain dict (TrainConfig.to_dict())."""
+
+    @property
+    def seed(self) -> int:
+        return self.run_config["seed"]
+
+    @property
+    def cell_label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.cell.items()) or "all"
+
+    @property
+    def name(self) -> str:
+        """Run name: cell, seed and key, so the seed travels in the name (cleanrl)."""
+        cell = "-".join(f"{k}{v}" for k, v in self.cell.items())
+        return f"{cell + '-' if cell else ''}seed{self.seed}-{self.key[:8]}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    path: Path
+    text: str
+    """The YAML exactly as given (the parent run's artifact)."""
+    config: SweepConfig
+    trainer: TrainerSpec
+    trials: list[Trial]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def science_axes(self) -> list[str]:
+        return list(self.config.axes.science)
+
+
+def trial_key(trainer: str, run_config: dict[str, Any]) -> str:
+    """16 hex digits of SHA-256 over canonical JSON: equal configs give equal keys on any machine."""
+    canonical = json.dumps({"trainer": trainer, "run": run_config}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_sweep(name: str) -> Sweep:
+    """Resolve, read, validate and expand a sweep; any problem raises SweepConfigError naming file and key."""
+    path = resolve_config_path(name)
+    values = read_yaml(path)
+    config = parse_sweep(values, path)
+    trainer = get_trainer(config.trainer, source=str(path))
+    return Sweep(
+        path=path, text=path.read_text(), config=config, trainer=trainer, trials=expand(config, trainer, str(path))
+    )
+
+
+def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial]:
+    check_axes(config, trainer, source)
+    config_class = trainer.config_class_object()
+    owned = trainer.owned_fields(config)
+    science, nuisance = config.axes.science, config.axes.nuisance
+
+    def build(values: dict[str, Any], where: str) -> dict[str, Any]:
+        try:
+            return config_class.from_dict({**config.base, **values, **owned}, source=where).to_dict()
+        except ValueError as exc:  # the trainer's ConfigError: names the key and the fix
+            raise SweepConfigError(f"{exc} {NOTHING_DONE}") from None
+
+    # The owned fields alone first, so a bad success rule is reported at `success.*` and not at `base`.
+    try:
+        config_class.from_dict(owned, source=source)
+    except ValueError as exc:
+        message = str(exc).removeprefix(f"{source}:")
+        owner = next((o for f, o in trainer.owners.items() if f"`{f}`" in message), "budget/success/resources")
+        raise SweepConfigError(f"{source}: in `{owner}`:{message} {NOTHING_DONE}") from None
+    # Then each value alone, so an error points at the one bad entry rather than at a whole trial.
+    build({}, f"{source}: in `base`")
+    for group, axes in (("science", science), ("nuisance", nuisance)):
+        for axis, axis_values in axes.items():
+            for i, value in enumerate(axis_values):
+                build({axis: value}, f"{source}: in `axes.{group}.{axis}[{i}]`")
+
+    trials = []
+    science_combos = [dict(zip(science, combo, strict=True)) for combo in itertools.product(*science.values())]
+    nuisance_combos = [dict(zip(nuisance, combo, strict=True)) for combo in itertools.product(*nuisance.values())]
+    for nuisance_values in nuisance_combos:  # seed-major: the first trials cover every cell
+        for cell in science_combos:
+            axis_values = {**cell, **nuisance_values}
+            run_config = build(axis_values, f"{source}: in the trial {axis_values}")
+            trials.append(
+                Trial(
+                    key=trial_key(trainer.name, run_config),
+                    index=len(trials),
+                    cell=cell,
+                    axis_values=axis_values,
+                    run_config=run_config,
+                )
+            )
+    return trials
+
+
+def check_axes(config: SweepConfig, trainer: TrainerSpec, source: str) -> None:
+    """Rules that span sections: where seeds go, owned fields, and keys set in two places."""
+    science, nuisance = config.axes.science, config.axes.nuisance
+
+    def fail(message: str) -> None:
+        raise SweepConfigError(f"{source}: {message}. {NOTHING_DONE}")
+
+    if "seed" not in nuisance:
+        where = "`axes.science.seed`" if "seed" in science else "nothing"
+        fail(
+            f"`axes.nuisance.seed` is required (found {where}): seeds are the nuisance axis of every pool; "
+            "add e.g. `nuisance: {seed: {start: 0, stop: 8}}` under `axes`"
+        )
+    for place, keys in (("base", config.base), ("axes.science", science), ("axes.nuisance", nuisance)):
+        for key in keys:
+            owner = trainer.owners.get(key)
+            if owner and not (key == "seed" and place == "axes.nuisance"):
+                fail(f"`{place}.{key}` is set by `{owner}` in this file; move the value there")
+    for key in sorted(set(science) & set(nuisance)):
+        fail(f"`{key}` is both a science and a nuisance axis; keep it in one of `axes.science`/`axes.nuisance`")
+    for key in sorted(set(config.base) & (set(science) | set(nuisance))):
+        fail(f"`base.{key}` is also an axis; remove it from `base` (the axis gives every value)")

@@ -1,0 +1,305 @@
+"""The sweep YAML: one typed, validated schema, documented here and nowhere else.
+
+A sweep file is a short delta from the trainer's defaults, e.g.::
+
+    name: width_study                 # MLflow experiment and storage folder
+    trainer: neuralgpu
+    base: {task: badd, max_length: 21}  # run-config fields shared by every trial (TrainConfig names)
+    axes:
+      science: {width: [12, 24]}      # what the pool compares: one summary cell per combination
+      nuisance: {seed: {start: 0, stop: 8}}
+    resources: {cpu: 1, gpu: 0}
+    budget: {steps: 1000}
+    success: {threshold: 0.01, length: 41}
+
+Every trial's run config = trainer defaults <- `base` <- one value of each axis <- the fields that `budget`,
+`success`, `stopping` and `resources` own. Those owned fields (max_steps, max_minutes, success_*,
+patience_steps, threads, device) and `seed` may only be set through their section, so each value has one home.
+The run fields themselves are validated by the trainer's own config class (`neuralgpu.config.TrainConfig`),
+once per expanded trial.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "configs"
+SCHEMA_DOC = "sweeps/schema.py"
+
+
+class SweepConfigError(ValueError):
+    """A sweep config (or its request to the cluster) cannot run: the message names the file, key and fix."""
+
+
+class Section(BaseModel):
+    # strict: YAML "8" stays a string and is rejected where a number is expected, instead of being coerced.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Axes(Section):
+    """The values the pool ranges over; trials are the cartesian product of every axis."""
+
+    science: dict[str, list[Any]] = {}
+    """Axes the study compares (e.g. width, curriculum, task): field -> list of values. Each combination of
+    science values is one cell of the summary table; its seeds are pooled into one success rate."""
+    nuisance: dict[str, list[Any]] = {}
+    """Axes pooled within a cell (tuning playbook: nuisance hyperparameters). `seed` is required here, as a
+    list of integers or {start, stop}."""
+
+    @field_validator("science", "nuisance", mode="before")
+    @classmethod
+    def _values_are_lists(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic reports the wrong type
+        out = dict(value)
+        for field, values in value.items():
+            if field == "seed" and info.field_name == "nuisance":
+                out[field] = values = seed_list(values)
+            if not isinstance(values, list):
+                raise ValueError(
+                    f"axis `{field}` is {values!r}, not a list; write the values as a list, e.g. "
+                    f"`{field}: [{values!r}]`, or move a single value to `base`"
+                )
+            if not values:
+                raise ValueError(f"axis `{field}` is an empty list; give at least one value or remove the axis")
+            duplicates = sorted({repr(v) for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"axis `{field}` lists {duplicates[0]} twice; give each value once")
+        return out
+
+
+def seed_list(values: Any) -> Any:
+    """Seeds as a list of non-negative integers, from a list or a {start, stop} range (stop excluded)."""
+    if isinstance(values, dict):
+        unknown = sorted(set(values) - {"start", "stop"})
+        if unknown or "stop" not in values:
+            raise ValueError(
+                f"axis `seed` is {values!r}; a seed range has the keys `start` (default 0) and `stop` "
+                "(excluded), e.g. {start: 0, stop: 16}"
+            )
+        start, stop = values.get("start", 0), values["stop"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)):
+            raise ValueError(f"axis `seed` range {values!r} needs integer `start` and `stop`")
+        if stop <= start:
+            raise ValueError(f"axis `seed` range {values!r} is empty; `stop` (excluded) must exceed `start`")
+        values = list(range(start, stop))
+    if isinstance(values, list):
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        if bad:
+            raise ValueError(f"axis `seed` has {bad[0]!r}; seeds are integers >= 0")
+    return values
+
+
+class Resources(Section):
+    """What one trial asks the Ray cluster for. Checked against the cluster before anything starts."""
+
+    cpu: Annotated[float, Field(gt=0)] = 1
+    """CPUs per trial; also the trainer's torch threads (rounded down, at least 1), so a trial's numbers match
+    a command-line run with the same `threads`."""
+    gpu: Annotated[float, Field(ge=0)] = 0
+    """GPUs per trial; a fraction < 1 packs several trials on one GPU (0.25 = four per GPU). Above 1 it must be
+    a whole number. gpu > 0 trains on `cuda`, gpu = 0 on `cpu`."""
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"gpu is {value}; above 1 Ray needs a whole number of GPUs (e.g. 1 or 2)")
+        return value
+
+
+class Budget(Section):
+    """Per-trial budget; at least one of the two. A minutes budget makes the stopping step machine-dependent."""
+
+    steps: Annotated[int, Field(ge=1)] | None = None
+    """Training steps (the trainer's max_steps)."""
+    minutes: Annotated[float, Field(gt=0)] | None = None
+    """Wall-time minutes (the trainer's max_minutes)."""
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> Budget:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give `steps`, `minutes` or both; a trial without a budget never ends")
+        return self
+
+
+class SuccessRule(Section):
+    """When a seed counts as a success (P16: sequence error below 1% at length 201, ever). Recorded as params
+    on every trial so the analysis can re-judge a run from its evaluation curves."""
+
+    metric: str = "seq_error"
+    """seq_error or digit_error (success_metric)."""
+    threshold: float
+    """Success when the metric at `length` is below this (success_threshold)."""
+    length: int
+    """Test length of the rule (success_length)."""
+    hold: Annotated[int, Field(ge=1)] = 1
+    """Consecutive passing tests needed (success_hold; 1 = P16's 'ever below')."""
+    gate: float | None = None
+    """Run the test only once the training error at max_length is below this (success_gate; trainer default
+    when unset)."""
+
+
+class Stopping(Section):
+    """Optional stopping of hopeless seeds by a deterministic rule of the trial itself, never by rank against
+    other trials (ASHA/PBT would bias the per-seed statistics). A stopped trial records stop_reason
+    `no_progress` and the step, so the analysis can treat it as censored."""
+
+    patience_steps: Annotated[int, Field(ge=1)]
+    """Stop when the curriculum length has not advanced for this many steps (the trainer's patience_steps)."""
+
+
+class Tracking(Section):
+    """Where the sweep is recorded. Relative paths are taken from the repository root."""
+
+    uri: str | None = None
+    """MLflow tracking URI. Unset: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/runs/mlflow.db."""
+    storage: str | None = None
+    """Ray Tune storage (trial state and checkpoints): a path or a URI such as s3://bucket/dir, shared by every
+    node on a multi-node cluster. Unset: <repo>/runs."""
+    log_checkpoints: bool = True
+    """Attach each trial's final checkpoint to its MLflow run (large for wide models)."""
+
+
+class SweepConfig(Section):
+    """A pool of training runs. Only `name`, `trainer`, `axes`, `budget` and `success` are required."""
+
+    name: str
+    """Sweep name: the MLflow experiment and the storage folder. Letters, digits, `_`, `-`, `.`."""
+    description: str = ""
+    """One line shown by `python -m sweeps list`."""
+    trainer: str
+    """Which trainer runs each trial: `neuralgpu` (`rl` once the RL trainer lands)."""
+    base: dict[str, Any] = {}
+    """Run-config fields shared by every trial, as deltas from the trainer's defaults."""
+    axes: Axes
+    """Science and nuisance axes (see Axes)."""
+    resources: Resources = Resources()
+    """Per-trial CPU and GPU request (see Resources)."""
+    budget: Budget
+    """Per-trial steps and/or minutes (see Budget)."""
+    success: SuccessRule
+    """The success rule (see SuccessRule)."""
+    stopping: Stopping | None = None
+    """Optional hopeless-seed rule (see Stopping)."""
+    max_failures: Annotated[int, Field(ge=0)] = 2
+    """Retries of a crashed trial, each from its last checkpoint (Ray Tune FailureConfig)."""
+    tracking: Tracking = Tracking()
+    """MLflow and storage locations (see Tracking)."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"name is {value!r}; use letters, digits, `_`, `-` and `.` (it names a folder)")
+        return value
+
+
+def resolve_config_path(name: str) -> Path:
+    """A path to a file, or a bare name resolved in sweeps/configs (with or without `.yaml`)."""
+    given = Path(name)
+    if given.is_file():
+        return given
+    if given.name == name:  # a bare name, not a path
+        for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
+            if candidate.is_file():
+                return candidate
+    shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise SweepConfigError(
+        f"{name}: no such sweep config. Give a path to a YAML file or the name of a shipped config "
+        f"({shipped}). Nothing was launched or recorded."
+    )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML would silently keep the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key `{key}` appears twice in one mapping (line {mark.line + 1}); keep one", mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping; errors name the file and say what to fix."""
+    from neuralgpu.config import ConfigError, load_yaml
+
+    try:
+        load_yaml(path)  # the project's reader: missing file, bad syntax, not a mapping
+        values = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as exc:
+        raise SweepConfigError(f"{exc} Nothing was launched or recorded.") from None
+    except yaml.YAMLError as exc:
+        raise SweepConfigError(f"{path}: {exc}. Nothing was launched or recorded.") from None
+    return values
+
+
+def parse_sweep(values: dict[str, Any], path: Path) -> SweepConfig:
+    """Validate the sweep-level schema (run fields are checked later, per trial, by the trainer's config)."""
+    try:
+        return SweepConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = [describe_error(error) for error in exc.errors(include_url=False)]
+        more = f" ({len(problems) - 1} more problem(s) after this one.)" if len(problems) > 1 else ""
+        raise SweepConfigError(
+            f"{path}: {problems[0]}.{more} See {SCHEMA_DOC} for every key. Nothing was launched or recorded."
+        ) from None
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """('axes', 'nuisance', 'seed', 2) -> 'axes.nuisance.seed[2]'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section model that holds the key at `loc`, for listing its known keys."""
+    model: Any = SweepConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """One pydantic error as a sentence with the key path and the fix."""
+    loc = tuple(error["loc"])
+    where = key_path(loc) or "the top level"
+    kind, given = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        known = ", ".join(model.model_fields) if model else "(none)"
+        return f"unknown key `{where}`; the keys allowed there are {known}. Fix the spelling or remove it"
+    if kind == "missing":
+        return f"`{where}` is required but missing; add it"
+    if kind == "value_error":
+        return f"`{where}`: {error['msg'].removeprefix('Value error, ')}"
+    if kind == "model_type":
+        return f"`{where}` should be a mapping of keys, got {given!r}; write it as `key: value` lines"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return f"`{where}` is {given!r} ({type(given).__name__}): {message}; fix the value"

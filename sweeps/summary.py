@@ -1,0 +1,87 @@
+"""The end-of-sweep table: success rate per cell with a 95% Wilson interval, median steps-to-success and
+failures by stop reason. Pure functions over a per-trial frame; no Ray, no MLflow."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from statsmodels.stats.proportion import proportion_confint
+
+STOP_REASONS = ("max_steps", "max_minutes", "no_progress", "diverged")
+"""Reasons a finished trial did not succeed (the trainer's stop_reason values besides `success`)."""
+FAILURE_COLUMNS = (*STOP_REASONS, "error")
+"""`error`: the trial crashed more often than max_failures allowed (MLflow status FAILED)."""
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for successes/n (statsmodels); (nan, nan) when n == 0."""
+    if n == 0:
+        return math.nan, math.nan
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    return float(low), float(high)
+
+
+def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
+    """One row per cell.
+
+    trials: one row per trial of the pool, with the cell columns and
+      status            FINISHED, FAILED, KILLED, RUNNING or PENDING (never started)
+      success           1.0/0.0 for finished trials, NaN otherwise
+      steps_to_success  step of first success, NaN when none
+      stop_reason       the trainer's stop reason for finished trials
+    Returns columns: cell columns, trials, finished, successes, success_rate, ci_low, ci_high,
+      median_steps_to_success, one count per FAILURE_COLUMNS entry, unfinished.
+    success_rate counts finished trials only; unfinished ones are reported, not guessed.
+    """
+    groups = trials.groupby(cell_columns, sort=False, dropna=False) if cell_columns else [((), trials)]
+    rows = []
+    for cell, group in groups:
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        finished = group[group["status"] == "FINISHED"]
+        successes = int((finished["success"] == 1).sum())
+        low, high = wilson_interval(successes, len(finished))
+        steps = finished.loc[finished["success"] == 1, "steps_to_success"].dropna()
+        row = dict(zip(cell_columns, cell, strict=True))
+        row.update(
+            trials=len(group),
+            finished=len(finished),
+            successes=successes,
+            success_rate=successes / len(finished) if len(finished) else math.nan,
+            ci_low=low,
+            ci_high=high,
+            median_steps_to_success=float(steps.median()) if len(steps) else math.nan,
+        )
+        for reason in STOP_REASONS:
+            row[reason] = int(((finished["success"] != 1) & (finished["stop_reason"] == reason)).sum())
+        row["error"] = int((group["status"] == "FAILED").sum())
+        row["unfinished"] = int((~group["status"].isin(["FINISHED", "FAILED"])).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(summary: pd.DataFrame, cell_columns: list[str]) -> str:
+    """A plain-text table for the terminal and the parent run's summary.txt."""
+    headers = [*cell_columns, "seeds", "success", "rate [95% CI]", "median steps", "not successful"]
+    lines = []
+    for row in summary.to_dict("records"):  # records keep each column's type (iterrows makes ints floats)
+        rate = f"{row['success_rate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["finished"] else "-"
+        median = row["median_steps_to_success"]
+        failures = ", ".join(f"{name} {row[name]}" for name in FAILURE_COLUMNS if row[name])
+        if row["unfinished"]:
+            failures = ", ".join(filter(None, [failures, f"unfinished {row['unfinished']}"]))
+        lines.append(
+            [
+                *(str(row[c]) for c in cell_columns),
+                str(row["trials"]),
+                f"{row['successes']}/{row['finished']}",
+                rate,
+                "-" if math.isnan(median) else f"{median:.0f}",
+                failures or "-",
+            ]
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(line.rstrip() for line in out)

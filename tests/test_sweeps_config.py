@@ -1,0 +1,219 @@
+"""Sweep configs: every shipped config validates and dry-runs; malformed ones fail with exit 2 and a message
+that names the file, the key and the fix, before anything is launched or recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeps.cli import main
+from sweeps.expand import load_sweep, trial_key
+from sweeps.schema import CONFIG_DIR, SweepConfigError, resolve_config_path
+
+SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def test_the_three_required_configs_ship():
+    assert {"smoke", "big_models", "tiny"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_config_validates_and_dry_runs(name, capsys, isolated_tracking):
+    sweep = load_sweep(name)
+    assert sweep.trials, "a shipped pool has trials"
+    assert len({t.key for t in sweep.trials}) == len(sweep.trials), "trial keys are unique"
+    assert main(["run", name, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"sweep `{sweep.name}`" in out and "nothing launched, nothing recorded" in out
+    assert all(t.key in out for t in sweep.trials), "the dry run lists every trial"
+    assert not Path(str(isolated_tracking / "env-default.db")).exists(), "a dry run records nothing"
+
+
+def test_smoke_and_big_models_have_the_promised_shape():
+    smoke = load_sweep("smoke")
+    assert len(smoke.trials) >= 8 and len(smoke.config.axes.science["width"]) == 2
+    assert smoke.config.resources.gpu == 0
+    big = load_sweep("big_models")
+    widths = big.config.axes.science["width"]
+    assert min(widths) == 24 and max(widths) == 512
+    assert {"mul", "add"} <= set(big.config.axes.science["task"])
+    assert big.config.axes.science["curriculum"] == ["length"]
+    assert len(big.config.axes.nuisance["seed"]) >= 16
+    assert 0 < big.config.resources.gpu < 1
+    assert all(t.run_config["device"] == "cuda" for t in big.trials)
+
+
+def test_bare_names_resolve_to_the_shipped_configs():
+    assert resolve_config_path("smoke") == CONFIG_DIR / "smoke.yaml"
+    assert resolve_config_path("smoke.yaml") == CONFIG_DIR / "smoke.yaml"
+    with pytest.raises(SweepConfigError, match="no such sweep config"):
+        resolve_config_path("not_a_sweep")
+
+
+# --- expansion and keys ------------------------------------------------------------------------------------
+def test_tiny_expands_seed_major_with_resources_and_rule_applied():
+    sweep = load_sweep("tiny")
+    assert [(t.cell["width"], t.seed) for t in sweep.trials] == [(4, 0), (6, 0), (4, 1), (6, 1)]
+    run = sweep.trials[0].run_config
+    assert run["threads"] == 1 and run["device"] == "cpu"  # from resources
+    assert run["max_steps"] == 60 and run["max_minutes"] == 0.0  # from budget
+    assert (run["success_metric"], run["success_threshold"], run["success_length"]) == ("seq_error", 0.01, 11)
+    assert run["patience_steps"] == 0  # no stopping rule
+
+
+def test_trial_key_is_a_pure_function_of_trainer_and_resolved_config():
+    sweep = load_sweep("tiny")
+    trial = sweep.trials[0]
+    assert trial.key == trial_key("neuralgpu", dict(trial.run_config))
+    assert trial.key == load_sweep("tiny").trials[0].key, "stable across loads"
+    assert trial_key("neuralgpu", {**trial.run_config, "lr": 0.002}) != trial.key
+    assert trial_key("rl", trial.run_config) != trial.key
+
+
+def test_growing_a_pool_keeps_the_old_keys(make_sweep):
+    """Growth finds the old trials by key: adding seeds or a width must not change existing keys."""
+    old = {t.key for t in load_sweep(str(make_sweep())).trials}
+    grown = load_sweep(str(make_sweep(axes={"science": {"width": [4, 6, 8]}, "nuisance": {"seed": [0, 1, 2]}}))).trials
+    assert old < {t.key for t in grown}
+    assert len(grown) == 9
+
+
+def test_changing_a_shared_value_changes_every_key(make_sweep):
+    old = {t.key for t in load_sweep(str(make_sweep())).trials}
+    base = tiny_values()["base"] | {"batch_size": 16}
+    new = {t.key for t in load_sweep(str(make_sweep(file_name="changed.yaml", **{"base": base}))).trials}
+    assert not old & new
+
+
+# --- malformed configs -------------------------------------------------------------------------------------
+def tiny_values() -> dict:
+    return yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
+
+
+def with_changes(**changes) -> dict:
+    values = tiny_values()
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        target = values
+        for part in parents:
+            target = target.setdefault(part, {})
+        if value is DELETE:
+            target.pop(last)
+        else:
+            target[last] = value
+    return values
+
+
+DELETE = object()
+AXES_TINY = {"science": {"width": [4, 6]}, "nuisance": {"seed": [0, 1]}}
+
+# (id, YAML text or values, fragments the message must contain). Each names the key and the fix.
+MALFORMED = [
+    ("unknown top-level key", with_changes(nmae="x"), ["unknown key `nmae`", "Fix the spelling"]),
+    ("unknown run field", with_changes(base__widht=8), ["in `base`", "unknown key `widht`"]),
+    ("unknown key in a section", with_changes(budget__stepz=10), ["unknown key `budget.stepz`"]),
+    ("string for an integer", with_changes(budget__steps="100"), ["`budget.steps`", "'100'", "valid integer"]),
+    ("string for a number", with_changes(resources__cpu="one"), ["`resources.cpu`", "'one'"]),
+    ("run field of the wrong type", with_changes(base__batch_size="big"), ["`batch_size` should be an integer"]),
+    ("unknown task", with_changes(base__task="badd2"), ["in `base`", "'badd2', not a known task", "use one of"]),
+    (
+        "unknown curriculum",
+        with_changes(axes={"science": {"curriculum": ["length", "spiral"]}, "nuisance": {"seed": [0]}}),
+        ["`axes.science.curriculum[1]`", "'spiral', not a known curriculum"],
+    ),
+    (
+        "empty axis",
+        with_changes(axes={"science": {"width": []}, "nuisance": {"seed": [0]}}),
+        ["axes.science", "axis `width` is an empty list"],
+    ),
+    (
+        "axis that is not a list",
+        with_changes(axes={"science": {"width": 8}, "nuisance": {"seed": [0]}}),
+        ["axis `width` is 8, not a list", "`width: [8]`"],
+    ),
+    (
+        "value repeated on an axis",
+        with_changes(axes={"science": {"width": [4, 4]}, "nuisance": {"seed": [0]}}),
+        ["axis `width` lists 4 twice"],
+    ),
+    (
+        "empty seed range",
+        with_changes(axes={"science": {}, "nuisance": {"seed": {"start": 4, "stop": 4}}}),
+        ["axis `seed` range", "is empty"],
+    ),
+    (
+        "negative seed",
+        with_changes(axes={"science": {}, "nuisance": {"seed": [0, -1]}}),
+        ["axis `seed` has -1", "integers >= 0"],
+    ),
+    ("no seed axis", with_changes(axes={"science": {"width": [4]}}), ["`axes.nuisance.seed` is required"]),
+    (
+        "seed as a science axis",
+        with_changes(axes={"science": {"seed": [0, 1]}}),
+        ["`axes.nuisance.seed` is required", "found `axes.science.seed`"],
+    ),
+    ("budget field set in base", with_changes(base__max_steps=100), ["`base.max_steps` is set by `budget.steps`"]),
+    ("threads set in base", with_changes(base__threads=2), ["`base.threads` is set by `resources.cpu`"]),
+    ("run field both in base and an axis", with_changes(base__width=4), ["`base.width` is also an axis"]),
+    ("missing budget", with_changes(budget=DELETE), ["`budget` is required but missing"]),
+    ("budget without steps or minutes", with_changes(budget={}), ["`budget`", "give `steps`, `minutes` or both"]),
+    ("missing success rule", with_changes(success=DELETE), ["`success` is required but missing"]),
+    (
+        "success threshold out of range",
+        with_changes(success__threshold=1.5),
+        ["in `success.threshold`", "`success_threshold` is 1.5", "(0, 1]"],
+    ),
+    ("fractional GPUs above one", with_changes(resources__gpu=1.5), ["`resources.gpu`", "whole number"]),
+    ("unknown trainer", with_changes(trainer="neuralcpu"), ["`trainer` is 'neuralcpu', not a known trainer"]),
+    ("trainer not available yet", with_changes(trainer="rl"), ["`trainer` is 'rl'", "not available yet"]),
+    ("name that cannot be a folder", with_changes(name="my sweep"), ["`name`", "letters, digits"]),
+    ("section that is not a mapping", with_changes(resources=4), ["`resources` should be a mapping"]),
+    ("malformed YAML", "name: tiny\naxes: [unclosed\n", ["not valid YAML"]),
+    ("top level is a list", "- name: tiny\n", ["expected a mapping"]),
+    ("key given twice", "name: tiny\nname: other\n", ["key `name` appears twice"]),
+]
+
+
+@pytest.mark.parametrize(("content", "fragments"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_malformed_config_fails_clearly_with_exit_2(content, fragments, tmp_path, capsys, isolated_tracking):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(path) in err, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in: {err}"
+    assert "Nothing was launched or recorded" in err
+    assert not (isolated_tracking / "env-default.db").exists(), "nothing may be recorded"
+    assert not (isolated_tracking / "storage").exists()
+
+
+def test_there_are_at_least_15_malformed_cases():
+    assert len(MALFORMED) >= 15
+
+
+def test_missing_file_and_bad_flags_exit_2(capsys, tmp_path):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such sweep config" in capsys.readouterr().err
+    assert main(["run", "tiny", "--max-concurrent", "0"]) == 2
+    assert "--max-concurrent must be at least 1" in capsys.readouterr().err
+    assert main(["launch", "tiny"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_list_shows_every_shipped_config(capsys, isolated_tracking):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in SHIPPED:
+        assert name in out
+    assert "INVALID" not in out
+
+
+def test_status_of_an_unrecorded_sweep_creates_nothing(make_sweep, capsys, tmp_path):
+    path = make_sweep()
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials in the pool: 4 pending" in out
+    assert not (tmp_path / "mlflow.db").exists()
