@@ -115,7 +115,8 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
                 Trial(
                     key=trial_key(trainer.name, run_config),
                     index=len(trials),
-                    cell=cell,
+                    # List-valued axes (a task curriculum) label their cell as "bmul>qmul>mul": hashable, readable.
+                    cell={k: ">".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in cell.items()},
                     axis_values=axis_values,
                     run_config=run_config,
                 )
