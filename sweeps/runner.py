@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -117,7 +118,8 @@ def quiet_tune() -> None:
 
 
 def trial_name(trial: Any) -> str:
-    return trial.config["trial"]["name"]
+    """Tune's trial name and folder: the MLflow run name, with characters awkward in paths replaced."""
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", trial.config["trial"]["name"])
 
 
 def trial_spec(trial: Trial, trainer: str) -> dict[str, Any]:
