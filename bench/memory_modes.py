@@ -22,22 +22,10 @@ MODES = ("plain", "checkpoint", "offload")
 
 
 def one_step(model: str, width: int, mode: str, length: int, batch: int) -> dict[str, float]:
-    from neuralgpu.config import TrainConfig
+    from bench.common import fixed_length_config
     from neuralgpu.train import Trainer
 
-    cfg = TrainConfig(
-        model=model,
-        task="badd",
-        width=width,
-        batch_size=batch,
-        min_length=length,
-        start_length=length,
-        max_length=length,
-        curriculum="none",
-        memory=mode,
-        threads=torch.get_num_threads(),
-        max_steps=10**9,
-    )
+    cfg = fixed_length_config(model, width, length, batch, torch.get_num_threads(), memory=mode)
     trainer = Trainer(cfg, report=None, checkpoint_dir=None)
     cuda = trainer.device.type == "cuda"
     if cuda:

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from neuralgpu.config import TrainConfig
+from bench.common import fixed_length_config
 from neuralgpu.train import Trainer
 
 
@@ -31,20 +31,8 @@ def matmul_gflops(size: int = 1024, seconds: float = 2.0) -> float:
 def training_throughput(
     width: int, length: int, batch: int, steps: int, threads: int, model: str = "k15"
 ) -> dict[str, float]:
-    cfg = TrainConfig(
-        model=model,
-        task="badd",
-        width=width,
-        batch_size=batch,
-        start_length=length,
-        max_length=length,
-        min_length=length,
-        curriculum="none",
-        threads=threads,
-        eval_every=10**9,
-        advance_every=10**9,
-        report_every=10**9,
-        max_steps=10**9,
+    cfg = fixed_length_config(
+        model, width, length, batch, threads, eval_every=10**9, advance_every=10**9, report_every=10**9
     )
     trainer = Trainer(cfg, report=None, checkpoint_dir=None)
     trainer.train_step()  # warm-up: allocator and kernels

@@ -2,7 +2,8 @@
 
 `TrainConfig` is the single source of truth for a run: the CLI builds its flags from these fields, sweeps
 expand their axes into these fields, and the trainer reads nothing else. Every field has a one-line docstring
-(the comment above it); `describe_fields()` turns them into the CLI help.
+(the string under it); `describe_fields()` turns them into the CLI help. `need_for`, `coerce`, `load_yaml` and
+`describe_fields` are shared with `rl_tasks.config`.
 
 Defaults follow the K15/P16 public code (see shared/reference/neural_gpu.md); where the two disagree, the
 field exposes the choice.
@@ -11,9 +12,11 @@ field exposes the choice.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,10 +200,7 @@ class TrainConfig:
         from neuralgpu.model import MODELS
         from neuralgpu.tasks import TASKS
 
-        def need(ok: bool, key: str, problem: str, fix: str) -> None:
-            if not ok:
-                raise ConfigError(f"{source}: `{key}` {problem}; {fix}.")
-
+        need = need_for(source)
         need(
             self.task in TASKS,
             "task",
@@ -392,6 +392,16 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
+def need_for(source: str) -> Callable[[bool, str, str, str], None]:
+    """`need(ok, key, problem, fix)`, which raises ConfigError "{source}: `key` problem; fix." unless ok."""
+
+    def need(ok: bool, key: str, problem: str, fix: str) -> None:
+        if not ok:
+            raise ConfigError(f"{source}: `{key}` {problem}; {fix}.")
+
+    return need
+
+
 def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     """Check one value against its field type; ints are accepted for floats, nothing else is converted."""
 
@@ -445,10 +455,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def describe_fields() -> dict[str, str]:
-    """Field name -> its one-line docstring (the string under each field above)."""
-    import inspect
-
-    source = inspect.getsource(TrainConfig)
+def describe_fields(config_cls: type = TrainConfig) -> dict[str, str]:
+    """Field name -> its one-line docstring (the string under each field of the config dataclass)."""
+    source = inspect.getsource(config_cls)
     docs = dict(re.findall(r"^\s{4}(\w+): [^\n]*\n\s{4}\"\"\"(.*?)\"\"\"", source, flags=re.M | re.S))
-    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(TrainConfig)}
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(config_cls)}

@@ -95,6 +95,16 @@ def run_step(step: Callable[..., torch.Tensor], mode: str, *args) -> torch.Tenso
     return step(*args)
 
 
+def padding_mask(
+    inputs: torch.Tensor, targets: torch.Tensor | None, state_dims: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions a model computes on: `active` (B, n) is True where the input or the target is not padding;
+    `mask` is `active` in `dtype`, shaped (B, 1, ..., 1, n) to multiply a state of `state_dims` dimensions."""
+    active = inputs != 0 if targets is None else (inputs != 0) | (targets != 0)  # (B, n)
+    batch, n = active.shape
+    return active, active.view(batch, *[1] * (state_dims - 2), n).to(dtype)
+
+
 def unit_scaling_(tensor: torch.Tensor, fan_in: int, factor: float) -> torch.Tensor:
     """TF's uniform_unit_scaling_initializer: U(-a, a) with a = factor * sqrt(3 / fan_in)."""
     bound = factor * math.sqrt(3.0 / fan_in)
@@ -164,8 +174,7 @@ class NeuralGPU(nn.Module):
         dropout: rate on the state after each step (training only). steps: defaults to n (K15: n steps).
         """
         batch, n = inputs.shape
-        active = inputs != 0 if targets is None else (inputs != 0) | (targets != 0)  # (B, n)
-        mask = active[:, None, None, :].to(self.embed.weight.dtype)  # (B, 1, 1, n)
+        active, mask = padding_mask(inputs, targets, state_dims=4, dtype=self.embed.weight.dtype)  # mask (B, 1, 1, n)
 
         def step(state: torch.Tensor, copy: int) -> torch.Tensor:
             for cgru in self.cgrus:
@@ -268,8 +277,7 @@ class ImprovedNeuralGPU(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """inputs, targets: (B, n) int64 symbols -> logits (B, n, vocab) and the masked mean cross-entropy."""
         batch, n = inputs.shape
-        active = inputs != 0 if targets is None else (inputs != 0) | (targets != 0)  # (B, n)
-        mask = active[:, None, :].to(self.embed.weight.dtype)  # (B, 1, n)
+        active, mask = padding_mask(inputs, targets, state_dims=3, dtype=self.embed.weight.dtype)  # mask (B, 1, n)
 
         def step(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             state, cost = self.cell(state, dropout)

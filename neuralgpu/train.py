@@ -21,15 +21,10 @@ Usage: python -m neuralgpu.train --task badd --width 24 --seed 0 [--config run.y
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
-import random
 import sys
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +33,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuralgpu.config import ConfigError, TrainConfig, describe_fields, load_yaml
+from neuralgpu.config import ConfigError, TrainConfig
 from neuralgpu.curriculum import LengthCurriculum, TaskCurriculum, make_curriculum
 from neuralgpu.evaluate import error_rates, evaluate_length
 from neuralgpu.model import ModelConfig, build_model
 from neuralgpu.probes import run_probes
+from neuralgpu.runtime import (
+    build_parser,
+    check_resumable,
+    global_rng_state,
+    load_state,
+    resolve_device,
+    run_cli,
+    save_atomic,
+    seed_globals,
+    set_global_rng_state,
+)
 from neuralgpu.tasks import VOCAB_SIZE, get_task, random_batch, tough_batch
 
 Report = Callable[[dict[str, float], str | None], None]
@@ -81,18 +87,8 @@ class Generators:
 def seed_everything(seed: int) -> Generators:
     """Seed Python, NumPy's global state, torch (CPU and CUDA: dropout, init, gradient noise) and return the
     run's own example generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    seed_globals(seed)
     return Generators(data=np.random.default_rng([seed, 0]), eval=np.random.default_rng([seed, 1]))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"config: `device` is {name!r} but torch sees no CUDA device; use device: auto or cpu.")
-    return torch.device(name)
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
@@ -195,7 +191,7 @@ class Trainer:
         self.report = report
         self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
         torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, fix="use device: auto or cpu")
         self.rngs = seed_everything(cfg.seed)
         self.model = build_model(cfg.model, model_config(cfg)).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
@@ -373,38 +369,24 @@ class Trainer:
             "eval_table": self.eval_table,
             "probe_table": self.probe_table,
             "rng": {
-                "python": random.getstate(),
-                "numpy_global": numpy_state_to_torch(np.random.get_state(legacy=False)),
+                **global_rng_state(cuda=True),
                 "data": self.rngs.data.bit_generator.state,
                 "eval": self.rngs.eval.bit_generator.state,
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
         }
 
     def save(self, directory: Path) -> Path:
         """Write the full training state atomically (a killed writer never leaves a torn checkpoint)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (CHECKPOINT_FILE + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, directory / CHECKPOINT_FILE)
+        save_atomic(self.state_dict(), directory / CHECKPOINT_FILE)
         return directory
 
     def load(self, directory: str | Path) -> None:
         path = Path(directory) / CHECKPOINT_FILE
         if not path.is_file():
             raise ConfigError(f"{directory}: no {CHECKPOINT_FILE} to resume from; pass a checkpoint directory.")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"{path}: checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}.")
+        state = load_state(path, self.device, CHECKPOINT_FORMAT)
         saved = TrainConfig.from_dict(state["config"], source=str(path))
-        changed = [k for k, v in saved.to_dict().items() if k not in RESUMABLE_CHANGES and v != self.cfg.to_dict()[k]]
-        if changed:
-            raise ConfigError(
-                f"{path}: the checkpoint was trained with a different `{changed[0]}` "
-                f"({saved.to_dict()[changed[0]]!r} vs {self.cfg.to_dict()[changed[0]]!r}); "
-                "resume with the checkpoint's config or start a new run."
-            )
+        check_resumable(saved.to_dict(), self.cfg.to_dict(), RESUMABLE_CHANGES, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["curriculum"])
@@ -414,13 +396,9 @@ class Trainer:
         self.eval_table = list(state["eval_table"])
         self.probe_table = list(state["probe_table"])
         rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(numpy_state_from_torch(rng["numpy_global"]))
+        set_global_rng_state(rng)
         self.rngs.data.bit_generator.state = rng["data"]
         self.rngs.eval.bit_generator.state = rng["eval"]
-        torch.set_rng_state(rng["torch"].cpu())
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
     # --- the loop -----------------------------------------------------------------------------------------
     def stop_reason(self) -> str | None:
@@ -515,19 +493,6 @@ class Trainer:
             )
 
 
-def numpy_state_to_torch(state: dict[str, Any]) -> dict[str, Any]:
-    """NumPy's global MT19937 state holds an ndarray, which weights_only loading refuses: store a tensor."""
-    return {
-        **state,
-        "state": {"key": torch.from_numpy(state["state"]["key"].astype(np.int64)), "pos": state["state"]["pos"]},
-    }
-
-
-def numpy_state_from_torch(state: dict[str, Any]) -> dict[str, Any]:
-    key = state["state"]["key"].numpy().astype(np.uint32)
-    return {**state, "state": {"key": key, "pos": int(state["state"]["pos"])}}
-
-
 # Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
 RESUMABLE_CHANGES = {"max_steps", "max_minutes", "report_every", "checkpoint_every", "device", "eval_chunk"}
 
@@ -549,52 +514,6 @@ def train(
 
 
 # --- command line ----------------------------------------------------------------------------------------
-class ArgumentError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit status 2
-        raise ArgumentError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m neuralgpu.train", description="Train one Neural GPU for one seed.")
-    parser.add_argument("--config", help="YAML file of config fields; flags given here override it")
-    parser.add_argument("--checkpoint-dir", help="write full training state here (state.pt)")
-    parser.add_argument("--resume", help="continue exactly from this checkpoint directory")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON")
-    docs = describe_fields()
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
-        default = "the model's" if f.default is None else f.default
-        kwargs: dict[str, Any] = {
-            "dest": f.name,
-            "default": None,
-            "help": f"{docs[f.name]} (default: {default})".replace("%", "%%"),
-        }
-        hint = hints[f.name]
-        if type(None) in typing.get_args(hint):  # X | None -> X
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is tuple:
-            kwargs.update(nargs="+", type=typing.get_args(hint)[0])
-        else:
-            kwargs["type"] = hint
-        parser.add_argument(*flags, **kwargs)
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = load_yaml(args.config) if args.config else {}
-    source = args.config or "command line"
-    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return TrainConfig.from_dict(values, source=source)
-
-
 def progress_line(metrics: dict[str, float]) -> str:
     evals = " ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items() if k.startswith("eval/seq"))
     return (
@@ -606,24 +525,8 @@ def progress_line(metrics: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        cfg = config_from_args(args)
-    except (ArgumentError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    def report(metrics: dict[str, float], checkpoint: str | None) -> None:
-        if not args.quiet:
-            print(progress_line(metrics), file=sys.stderr, flush=True)
-
-    try:
-        result = train(cfg, report=report, checkpoint_dir=args.checkpoint_dir, resume_from=args.resume)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"config": cfg.to_dict(), **result.to_dict()}, indent=2))
-    return 0
+    parser = build_parser(TrainConfig, "python -m neuralgpu.train", "Train one Neural GPU for one seed.")
+    return run_cli(argv, parser, TrainConfig, train, progress_line)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ where it gives a value; otherwise they are what solved Copy and DuplicatedInput 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import re
 import typing
 from dataclasses import dataclass
 from typing import Any
 
-from neuralgpu.config import ConfigError, coerce, load_yaml
+from neuralgpu.config import ConfigError, coerce, load_yaml, need_for
+from neuralgpu.config import describe_fields as describe_config_fields
 from rl_tasks import ENV_NAMES
 
 AGENTS = ("qlearning", "reinforce")
@@ -145,9 +145,7 @@ class RLConfig:
         return None if self.discount == "dynamic" else float(self.discount)
 
     def validate(self, source: str = "config") -> None:
-        def need(ok: bool, key: str, problem: str, fix: str) -> None:
-            if not ok:
-                raise ConfigError(f"{source}: `{key}` {problem}; {fix}.")
+        need = need_for(source)
 
         def one_of(key: str, choices: tuple[str, ...]) -> None:
             value = getattr(self, key)
@@ -261,6 +259,4 @@ def _discount_value(text: str) -> float | None:
 
 def describe_fields() -> dict[str, str]:
     """Field name -> its one-line docstring (the string under each field above)."""
-    source = inspect.getsource(RLConfig)
-    docs = dict(re.findall(r"^\s{4}(\w+): [^\n]*\n\s{4}\"\"\"(.*?)\"\"\"", source, flags=re.M | re.S))
-    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(RLConfig)}
+    return describe_config_fields(RLConfig)

@@ -33,12 +33,8 @@ Usage: python -m rl_tasks.train --env Copy --agent qlearning --seed 0 [--config 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -49,8 +45,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuralgpu.runtime import (
+    build_parser,
+    check_resumable,
+    global_rng_state,
+    load_state,
+    resolve_device,
+    run_cli,
+    save_atomic,
+    seed_globals,
+    set_global_rng_state,
+)
 from rl_tasks.agents import ActionCodec, Controller, ControllerConfig
-from rl_tasks.config import ConfigError, RLConfig, describe_fields, load_yaml
+from rl_tasks.config import ConfigError, RLConfig
 from rl_tasks.curriculum import LsaeCurriculum
 from rl_tasks.envs import MAX_MIN_LENGTH, make_env
 from rl_tasks.evaluate import evaluate_length
@@ -103,22 +110,12 @@ class Generators:
 def seed_everything(seed: int) -> Generators:
     """Seed Python, NumPy's global state and torch (weight init), and return the run's own generators. The env
     is seeded by `reset(seed=seed)` on the first episode."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    seed_globals(seed)
     return Generators(
         act=np.random.default_rng([seed, 0]),
         curriculum=np.random.default_rng([seed, 1]),
         eval=np.random.default_rng([seed, 2]),
     )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"config: `device` is {name!r} but torch sees no CUDA device; use device: cpu or auto.")
-    return torch.device(name)
 
 
 def env_kwargs(cfg: RLConfig) -> dict[str, Any]:
@@ -241,7 +238,7 @@ class Trainer:
         self.report = report
         self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
         torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, fix="use device: cpu or auto")
         self.rngs = seed_everything(cfg.seed)
         self.env = make_env(cfg.env, **env_kwargs(cfg))
         self.raw = self.env.unwrapped
@@ -488,35 +485,23 @@ class Trainer:
                 "curriculum": self.raw.curriculum_state(),
             },
             "rng": {
-                "python": random.getstate(),
-                "numpy_global": numpy_state_to_torch(np.random.get_state(legacy=False)),
+                **global_rng_state(cuda=False),
                 "act": self.rngs.act.bit_generator.state,
                 "curriculum": self.rngs.curriculum.bit_generator.state,
                 "eval": self.rngs.eval.bit_generator.state,
-                "torch": torch.get_rng_state(),
             },
         }
 
     def save(self, directory: Path) -> Path:
         """Write the full training state atomically (a killed writer never leaves a torn checkpoint)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (CHECKPOINT_FILE + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, directory / CHECKPOINT_FILE)
+        save_atomic(self.state_dict(), directory / CHECKPOINT_FILE)
         return directory
 
     def load(self, directory: str | Path) -> None:
         state = load_checkpoint(directory, self.device)
         path = Path(directory) / CHECKPOINT_FILE
         saved = RLConfig.from_dict(state["config"], source=str(path))
-        ours = self.cfg.to_dict()
-        changed = [k for k, v in saved.to_dict().items() if k not in RESUMABLE_CHANGES and v != ours[k]]
-        if changed:
-            raise ConfigError(
-                f"{path}: the checkpoint was trained with a different `{changed[0]}` "
-                f"({saved.to_dict()[changed[0]]!r} vs {ours[changed[0]]!r}); "
-                "resume with the checkpoint's config or start a new run."
-            )
+        check_resumable(saved.to_dict(), self.cfg.to_dict(), RESUMABLE_CHANGES, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.lsae is not None:
@@ -529,12 +514,10 @@ class Trainer:
         self.raw.np_random.bit_generator.state = state["env"]["np_random"]
         self.raw.load_curriculum_state(state["env"]["curriculum"])
         rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(numpy_state_from_torch(rng["numpy_global"]))
+        set_global_rng_state(rng)
         self.rngs.act.bit_generator.state = rng["act"]
         self.rngs.curriculum.bit_generator.state = rng["curriculum"]
         self.rngs.eval.bit_generator.state = rng["eval"]
-        torch.set_rng_state(rng["torch"].cpu())
 
     # --- the loop -----------------------------------------------------------------------------------------
     def stop_reason(self) -> str | None:
@@ -593,27 +576,11 @@ class Trainer:
         )
 
 
-def numpy_state_to_torch(state: dict[str, Any]) -> dict[str, Any]:
-    """NumPy's global MT19937 state holds an ndarray, which weights_only loading refuses: store a tensor."""
-    return {
-        **state,
-        "state": {"key": torch.from_numpy(state["state"]["key"].astype(np.int64)), "pos": state["state"]["pos"]},
-    }
-
-
-def numpy_state_from_torch(state: dict[str, Any]) -> dict[str, Any]:
-    key = state["state"]["key"].numpy().astype(np.uint32)
-    return {**state, "state": {"key": key, "pos": int(state["state"]["pos"])}}
-
-
 def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     path = Path(directory) / CHECKPOINT_FILE
     if not path.is_file():
         raise ConfigError(f"{directory}: no {CHECKPOINT_FILE} here; pass a checkpoint directory of rl_tasks.train.")
-    state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path}: checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}.")
-    return state
+    return load_state(path, device, CHECKPOINT_FORMAT)
 
 
 # Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
@@ -645,43 +612,6 @@ def train(
 
 
 # --- command line ----------------------------------------------------------------------------------------
-class ArgumentError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit status 2
-        raise ArgumentError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m rl_tasks.train", description="Train one RL controller for one seed.")
-    parser.add_argument("--config", help="YAML file of config fields; flags given here override it")
-    parser.add_argument("--checkpoint-dir", help="write full training state here (state.pt)")
-    parser.add_argument("--resume", help="continue exactly from this checkpoint directory")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON")
-    docs = describe_fields()
-    for f in dataclasses.fields(RLConfig):
-        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f"{docs[f.name]} (default: {f.default})"}
-        if f.type in ("bool", bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.name == "eval_lengths":
-            kwargs.update(nargs="+", type=int)
-        else:
-            kwargs["type"] = {"int": int, "float": float, "str": str}[str(f.type)]
-        parser.add_argument(*flags, **kwargs)
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> RLConfig:
-    values = load_yaml(args.config) if args.config else {}
-    source = args.config or "command line"
-    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig)}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return RLConfig.from_dict(values, source=source)
-
-
 def progress_line(metrics: dict[str, float]) -> str:
     evals = " ".join(f"{k.removeprefix('eval/')}={v:.2f}" for k, v in metrics.items() if k.startswith("eval/seq_acc"))
     epsilon = f"eps {metrics['train/epsilon']:.3f}  " if "train/epsilon" in metrics else ""
@@ -694,24 +624,8 @@ def progress_line(metrics: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        cfg = config_from_args(args)
-    except (ArgumentError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    def report(metrics: dict[str, float], checkpoint: str | None) -> None:
-        if not args.quiet:
-            print(progress_line(metrics), file=sys.stderr, flush=True)
-
-    try:
-        result = train(cfg, report=report, checkpoint_dir=args.checkpoint_dir, resume_from=args.resume)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"config": cfg.to_dict(), **result.to_dict()}, indent=2))
-    return 0
+    parser = build_parser(RLConfig, "python -m rl_tasks.train", "Train one RL controller for one seed.")
+    return run_cli(argv, parser, RLConfig, train, progress_line)
 
 
 if __name__ == "__main__":
