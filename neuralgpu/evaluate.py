@@ -59,6 +59,18 @@ def error_row(answers: np.ndarray, targets: np.ndarray, length: int) -> dict[str
     }
 
 
+def evaluate_examples(
+    model: torch.nn.Module,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    length: int,
+    chunk: int = 16,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """The error row of the model's answers to given examples (B, n), `chunk` examples per pass."""
+    return error_row(predict(model, inputs, targets, chunk, device), targets, length)
+
+
 def evaluate_length(
     model: torch.nn.Module,
     task: str,

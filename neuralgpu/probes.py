@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neuralgpu.evaluate import error_row, predict
+from neuralgpu.evaluate import evaluate_examples, predict
 from neuralgpu.tasks import encode, encode_ints, format_example, get_task, operands_summing_to, random_batch
 
 
@@ -34,7 +34,7 @@ def carry_chain_curve(
     for c in carries:
         pairs = [operands_summing_to(spec.base**c - (i % 2), limit, rng) for i in range(examples)]
         inputs, targets = encode_ints(task, pairs, length)
-        row = error_row(predict(model, inputs, targets, chunk, device), targets, length)
+        row = evaluate_examples(model, inputs, targets, length, chunk, device)
         rows.append({"probe": "carry_chain", "carry": c, **row})
     return rows
 
@@ -92,9 +92,9 @@ def structured_vs_random(
         return int(rng.integers(1, base)) * (base**j - 1) // (base - 1)  # d repeated j times
 
     inputs, targets = random_batch(task, length, examples, rng)
-    rows = [{"probe": "random", **error_row(predict(model, inputs, targets, chunk, device), targets, length)}]
+    rows = [{"probe": "random", **evaluate_examples(model, inputs, targets, length, chunk, device)}]
     inputs, targets = encode_ints(task, [[structured(), structured()] for _ in range(examples)], length)
-    rows.append({"probe": "structured", **error_row(predict(model, inputs, targets, chunk, device), targets, length)})
+    rows.append({"probe": "structured", **evaluate_examples(model, inputs, targets, length, chunk, device)})
     return rows
 
 
