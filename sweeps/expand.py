@@ -26,7 +26,7 @@ class Trial:
     axis_values: dict[str, Any]
     """Every axis value of this trial (science and nuisance)."""
     run_config: dict[str, Any] = field(repr=False)
-    """The trainer's full config as a plain dict (TrainConfig.to_dict())."""
+    """The trainer's full config as a plain dict (TrainConfig.to_dict() or RLConfig.to_dict())."""
 
     @property
     def seed(self) -> int:
@@ -79,6 +79,7 @@ def load_sweep(name: str) -> Sweep:
 
 
 def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial]:
+    trainer.check_sweep(config, source)  # first: a rule the trainer cannot honour is the root problem
     check_axes(config, trainer, source)
     config_class = trainer.config_class_object()
     owned = trainer.owned_fields(config)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
@@ -43,16 +44,16 @@ def describe_plan(sweep: Sweep) -> str:
     cells = len({tuple(t.cell.items()) for t in trials})
     res = config.resources
     run = trials[0].run_config
+    unit = sweep.trainer.step_unit
     budget = " and ".join(
         filter(
             None,
             [
-                f"{config.budget.steps} steps" if config.budget.steps else "",
+                f"{config.budget.steps} {unit}" if config.budget.steps else "",
                 f"{config.budget.minutes:g} minutes" if config.budget.minutes else "",
             ],
         )
     )
-    rule = config.success
     lines = [
         f"sweep `{config.name}` ({sweep.path}): trainer {config.trainer}, {len(trials)} trials = "
         f"{cells} cell{'s' if cells != 1 else ''} x {len(trials) // max(cells, 1)} nuisance settings",
@@ -60,8 +61,8 @@ def describe_plan(sweep: Sweep) -> str:
         "nuisance axes: " + "; ".join(f"{k} {_compact(v)}" for k, v in axes.nuisance.items()),
         f"per trial:     {res.cpu:g} CPU, {res.gpu:g} GPU (threads {run.get('threads', '-')}, "
         f"device {run.get('device', '-')}); budget {budget}; up to {config.max_failures} retries",
-        f"success:       {rule.metric} < {rule.threshold:g} at length {rule.length} (hold {rule.hold})"
-        + (f"; hopeless after {config.stopping.patience_steps} steps without progress" if config.stopping else ""),
+        f"success:       {sweep.trainer.describe_success(config)}"
+        + (f"; hopeless after {config.stopping.patience_steps} {unit} without progress" if config.stopping else ""),
         f"pool needs:    {len(trials) * res.cpu:g} CPU-trials"
         + (
             f", {len(trials) * res.gpu:g} GPU-trials; one GPU holds {int(1 // res.gpu) if res.gpu < 1 else 1} "
@@ -207,7 +208,21 @@ def pool_table(sweep: Sweep, runs: dict[str, Any]) -> pd.DataFrame:
 def summary_of(sweep: Sweep, runs: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     table = pool_table(sweep, runs)
     summary = summarize(table, sweep.science_axes)
-    return table, summary, format_table(summary, sweep.science_axes)
+    return table, summary, format_table(summary, sweep.science_axes, sweep.trainer.step_unit)
+
+
+def report_hint(sweep: Sweep, uri: str) -> str:
+    """One line: the `make report` command that analyses this sweep's record (Makefile target `report`, which
+    reads $MLFLOW_TRACKING_URI, else the default store). The URI is spelled out when make would not find it."""
+    from sweeps.tracking import default_runs_dir, repo_root
+
+    command, reports = ["make"], Path("reports")
+    if Path.cwd().resolve() != repo_root():
+        command, reports = ["make", "-C", str(repo_root())], repo_root() / "reports"
+    command += ["report", f"EXPERIMENT={sweep.name}"]
+    if uri != (os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_runs_dir() / 'mlflow.db'}"):
+        command.append(f"MLFLOW_TRACKING_URI={uri}")  # a command-line variable wins over the environment in make
+    return f"[{sweep.name}] analysis report: {shlex.join(command)}  (writes {reports / sweep.name / 'index.html'})"
 
 
 # --- run -----------------------------------------------------------------------------------------------------
@@ -289,6 +304,7 @@ def run_sweep(
         if not todo:
             _, _, text = summary_of(sweep, runs)
             say(text)
+            say(report_hint(sweep, uri))
             return EXIT_OK
         parallel = max_parallel(sweep.config.resources, nodes)
         plan = Plan(
@@ -360,6 +376,7 @@ def launch(plan: Plan, stream: TextIO, argv: list[str] | None) -> int:
         wall = time.monotonic() - sweep_started
         say(f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s; whole pool:\n{text}")
         say(_overhead_line(table, session.completed, wall, plan.parallel))
+        say(report_hint(sweep, plan.store.uri))
         if status == "KILLED":
             say(f"[{sweep.name}] interrupted: run the same command again to resume.")
         elif status == "FAILED":

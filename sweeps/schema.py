@@ -13,10 +13,14 @@ A sweep file is a short delta from the trainer's defaults, e.g.::
     success: {threshold: 0.01, length: 41}
 
 Every trial's run config = trainer defaults <- `base` <- one value of each axis <- the fields that `budget`,
-`success`, `stopping` and `resources` own. Those owned fields (max_steps, max_minutes, success_*,
-patience_steps, threads, device) and `seed` may only be set through their section, so each value has one home.
-The run fields themselves are validated by the trainer's own config class (`neuralgpu.config.TrainConfig`),
-once per expanded trial.
+`success`, `stopping` and `resources` own. Those owned fields (neuralgpu: max_steps, max_minutes, success_*,
+patience_steps, threads, device; rl: max_episodes, max_minutes, reward_threshold, eval_lengths,
+patience_episodes, threads, device) and `seed` may only be set through their section, so each value has one
+home. The run fields themselves are validated by the trainer's own config class (`neuralgpu.config.TrainConfig`,
+`rl_tasks.config.RLConfig`), once per expanded trial; `sweeps/trainers.py` holds the mapping.
+
+Trainer `rl` counts in episodes: `budget.steps` and `stopping.patience_steps` are episodes, and success is
+gym's rule (see SuccessRule).
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ class Budget(Section):
     """Per-trial budget; at least one of the two. A minutes budget makes the stopping step machine-dependent."""
 
     steps: Annotated[int, Field(ge=1)] | None = None
-    """Training steps (the trainer's max_steps)."""
+    """Training steps (neuralgpu: max_steps; rl: episodes, max_episodes)."""
     minutes: Annotated[float, Field(gt=0)] | None = None
     """Wall-time minutes (the trainer's max_minutes)."""
 
@@ -131,14 +135,19 @@ class Budget(Section):
 
 class SuccessRule(Section):
     """When a seed counts as a success (P16: sequence error below 1% at length 201, ever). Recorded as params
-    on every trial so the analysis can re-judge a run from its evaluation curves."""
+    on every trial so the analysis can re-judge a run from its evaluation curves.
+
+    Trainer `rl` has one rule, gym's 'solved': `metric: reward_mean100` (required), success when the mean
+    reward of the last 100 episodes reaches `threshold` (reward_threshold; 0 = each env's registered
+    threshold); `length` is the input length of the held-out greedy test at the end of each trial
+    (eval_lengths, logged as eval/seq_error@L), which does not decide success; `hold` and `gate` do not apply."""
 
     metric: str = "seq_error"
-    """seq_error or digit_error (success_metric)."""
+    """seq_error or digit_error (success_metric); reward_mean100 for trainer rl."""
     threshold: float
-    """Success when the metric at `length` is below this (success_threshold)."""
+    """Success when the metric at `length` is below this (success_threshold); rl: the reward to reach."""
     length: int
-    """Test length of the rule (success_length)."""
+    """Test length of the rule (success_length); rl: length of the final held-out test."""
     hold: Annotated[int, Field(ge=1)] = 1
     """Consecutive passing tests needed (success_hold; 1 = P16's 'ever below')."""
     gate: float | None = None
@@ -152,7 +161,8 @@ class Stopping(Section):
     `no_progress` and the step, so the analysis can treat it as censored."""
 
     patience_steps: Annotated[int, Field(ge=1)]
-    """Stop when the curriculum length has not advanced for this many steps (the trainer's patience_steps)."""
+    """Stop when the curriculum length has not advanced for this many steps (the trainer's patience_steps;
+    rl: episodes, patience_episodes)."""
 
 
 class Tracking(Section):
@@ -175,7 +185,7 @@ class SweepConfig(Section):
     description: str = ""
     """One line shown by `python -m sweeps list`."""
     trainer: str
-    """Which trainer runs each trial: `neuralgpu` (`rl` once the RL trainer lands)."""
+    """Which trainer runs each trial: `neuralgpu` (neuralgpu.train) or `rl` (rl_tasks.train)."""
     base: dict[str, Any] = {}
     """Run-config fields shared by every trial, as deltas from the trainer's defaults."""
     axes: Axes

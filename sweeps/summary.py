@@ -8,8 +8,9 @@ import math
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-STOP_REASONS = ("max_steps", "max_minutes", "no_progress", "diverged")
-"""Reasons a finished trial did not succeed (the trainer's stop_reason values besides `success`)."""
+STOP_REASONS = ("max_steps", "max_episodes", "max_minutes", "no_progress", "diverged")
+"""Reasons a finished trial did not succeed (the trainers' stop_reason values besides `success`; the RL
+trainer's budget is `max_episodes`)."""
 FAILURE_COLUMNS = (*STOP_REASONS, "error")
 """`error`: the trial crashed more often than max_failures allowed (MLflow status FAILED)."""
 
@@ -60,9 +61,10 @@ def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def format_table(summary: pd.DataFrame, cell_columns: list[str]) -> str:
-    """A plain-text table for the terminal and the parent run's summary.txt."""
-    headers = [*cell_columns, "seeds", "success", "rate [95% CI]", "median steps", "not successful"]
+def format_table(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = "steps") -> str:
+    """A plain-text table for the terminal and the parent run's summary.txt; `step_unit` names what
+    steps_to_success counts (RL: episodes)."""
+    headers = [*cell_columns, "seeds", "success", "rate [95% CI]", f"median {step_unit}", "not successful"]
     lines = []
     for row in summary.to_dict("records"):  # records keep each column's type (iterrows makes ints floats)
         rate = f"{row['success_rate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["finished"] else "-"

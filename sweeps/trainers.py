@@ -25,6 +25,12 @@ class TrainerSpec:
     """Run field -> the sweep key that owns it, for the error when `base` or an axis sets it."""
     tag_fields: tuple[str, ...]
     """Run fields copied to MLflow tags, for filtering in the UI."""
+    describe_success: Callable[[SweepConfig], str]
+    """The success rule in words, for the dry run."""
+    check_sweep: Callable[[SweepConfig, str], None] = lambda sweep, source: None
+    """Rules on the sweep's sections that the run config cannot express (raises SweepConfigError)."""
+    step_unit: str = "steps"
+    """What the trainer's `step`, `budget.steps` and `steps_to_success` count."""
     unavailable: str = ""
     """Why the trainer cannot be used yet (empty when it can)."""
 
@@ -59,6 +65,11 @@ def neuralgpu_owned_fields(sweep: SweepConfig) -> dict[str, Any]:
     return fields
 
 
+def neuralgpu_success(sweep: SweepConfig) -> str:
+    rule = sweep.success
+    return f"{rule.metric} < {rule.threshold:g} at length {rule.length} (hold {rule.hold})"
+
+
 NEURALGPU_OWNERS = {
     "max_steps": "budget.steps",
     "max_minutes": "budget.minutes",
@@ -73,6 +84,79 @@ NEURALGPU_OWNERS = {
     "seed": "axes.nuisance.seed",
 }
 
+# --- rl: rl_tasks.train ----------------------------------------------------------------------------------
+RL_SUCCESS_METRIC = "reward_mean100"
+"""The only success rule of the RL trainer: gym's 'solved', the mean total reward of the last 100 episodes
+(`episode/reward_mean100`) reaching the reward threshold."""
+
+
+def rl_owned_fields(sweep: SweepConfig) -> dict[str, Any]:
+    """RL reads the sections in episodes: budget.steps = max_episodes, stopping.patience_steps =
+    patience_episodes. success.threshold is gym's reward threshold (0 = each env's registered one), and
+    success.length the input length of the held-out greedy test at the end of each trial (eval_lengths), the
+    pool's generalisation measure; it does not decide success (see check_rl_sweep)."""
+    budget, success, resources = sweep.budget, sweep.success, sweep.resources
+    return {
+        "max_episodes": budget.steps or 0,
+        "max_minutes": float(budget.minutes or 0.0),
+        "reward_threshold": float(success.threshold),
+        "eval_lengths": [success.length],
+        "patience_episodes": sweep.stopping.patience_steps if sweep.stopping else 0,
+        "threads": max(1, math.floor(resources.cpu)),
+        "device": "cuda" if resources.gpu > 0 else "cpu",
+    }
+
+
+RL_OWNERS = {
+    "max_episodes": "budget.steps",
+    "max_minutes": "budget.minutes",
+    "reward_threshold": "success.threshold",
+    "eval_lengths": "success.length",
+    "patience_episodes": "stopping.patience_steps",
+    "threads": "resources.cpu",
+    "device": "resources.gpu",
+    "seed": "axes.nuisance.seed",
+}
+
+
+def check_rl_sweep(sweep: SweepConfig, source: str) -> None:
+    """Settings the RL trainer cannot honour are errors, not silently ignored: a success rule other than gym's,
+    and test lengths set anywhere but `success.length`."""
+    success = sweep.success
+    places = (("base", sweep.base), ("axes.science", sweep.axes.science), ("axes.nuisance", sweep.axes.nuisance))
+    rule = (
+        "trainer `rl` judges success by gym's rule only: solved when the mean reward of the last 100 episodes "
+        "reaches `success.threshold` (0 = each env's registered threshold), while `success.length` sets the "
+        "input length of the held-out greedy test run at the end of each trial"
+    )
+    if success.metric != RL_SUCCESS_METRIC:
+        problem = f"`success.metric` is {success.metric!r}, but {rule}"
+        fix = f"set `success.metric: {RL_SUCCESS_METRIC}`"
+    elif success.hold != 1:
+        problem = f"`success.hold` is {success.hold}, but {rule}; its 100-episode window is already the hold"
+        fix = "remove `success.hold`"
+    elif success.gate is not None:
+        problem = f"`success.gate` is {success.gate:g}, but {rule}; there is no gate before it"
+        fix = "remove `success.gate`"
+    elif place := next((p for p, keys in places if "eval_lengths" in keys), None):
+        problem = (
+            f"`{place}.eval_lengths` is set, but trainer `rl` runs its held-out greedy test at one length, "
+            "`success.length`, which owns eval_lengths"
+        )
+        fix = f"remove `eval_lengths` from `{place}` and give the test length as `success.length`"
+    else:
+        return
+    raise SweepConfigError(f"{source}: {problem}. To fix it, {fix}. Nothing was launched or recorded.")
+
+
+def rl_success(sweep: SweepConfig) -> str:
+    rule = sweep.success
+    threshold = f"{rule.threshold:g}" if rule.threshold else "each env's registered threshold"
+    return (
+        f"gym's solved: 100-episode mean reward >= {threshold}; held-out greedy test at length {rule.length} at the end"
+    )
+
+
 TRAINERS: dict[str, TrainerSpec] = {
     "neuralgpu": TrainerSpec(
         name="neuralgpu",
@@ -81,15 +165,18 @@ TRAINERS: dict[str, TrainerSpec] = {
         owned_fields=neuralgpu_owned_fields,
         owners=NEURALGPU_OWNERS,
         tag_fields=("seed", "width", "curriculum", "task"),
+        describe_success=neuralgpu_success,
     ),
     "rl": TrainerSpec(
         name="rl",
-        config_class="",
-        train_function="",
-        owned_fields=lambda sweep: {},
-        owners={"seed": "axes.nuisance.seed"},
-        tag_fields=("seed",),
-        unavailable="the RL trainer is not available yet (it lands with the RL issue, with rl_qlearning.yaml)",
+        config_class="rl_tasks.config:RLConfig",
+        train_function="rl_tasks.train:train",
+        owned_fields=rl_owned_fields,
+        owners=RL_OWNERS,
+        tag_fields=("seed", "env", "agent", "controller", "output_mode", "q_target", "discount", "curriculum"),
+        describe_success=rl_success,
+        check_sweep=check_rl_sweep,
+        step_unit="episodes",
     ),
 }
 
@@ -103,7 +190,7 @@ def get_trainer(name: str, source: str = "config") -> TrainerSpec:
         )
     if spec.unavailable:
         raise SweepConfigError(
-            f"{source}: `trainer` is {name!r}, but {spec.unavailable}; use trainer: neuralgpu for now. "
+            f"{source}: `trainer` is {name!r}, but {spec.unavailable}; use another trainer for now. "
             "Nothing was launched or recorded."
         )
     return spec

@@ -15,8 +15,8 @@ from sweeps.schema import CONFIG_DIR, SweepConfigError, resolve_config_path
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def test_the_three_required_configs_ship():
-    assert {"smoke", "big_models", "tiny"} <= set(SHIPPED)
+def test_the_required_configs_ship():
+    assert {"smoke", "big_models", "tiny", "rl_qlearning"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -167,7 +167,11 @@ MALFORMED = [
     ),
     ("fractional GPUs above one", with_changes(resources__gpu=1.5), ["`resources.gpu`", "whole number"]),
     ("unknown trainer", with_changes(trainer="neuralcpu"), ["`trainer` is 'neuralcpu', not a known trainer"]),
-    ("trainer not available yet", with_changes(trainer="rl"), ["`trainer` is 'rl'", "not available yet"]),
+    (
+        "rl trainer with a neuralgpu success rule",
+        with_changes(trainer="rl"),
+        ["`success.metric` is 'seq_error'", "trainer `rl` judges success by gym's rule", "reward_mean100"],
+    ),
     ("name that cannot be a folder", with_changes(name="my sweep"), ["`name`", "letters, digits"]),
     ("section that is not a mapping", with_changes(resources=4), ["`resources` should be a mapping"]),
     ("malformed YAML", "name: tiny\naxes: [unclosed\n", ["not valid YAML"]),

@@ -87,7 +87,9 @@ def test_rerun_is_a_no_op_and_a_grown_pool_runs_only_the_new_trials(tiny_sweep, 
     shutil.copyfile(directory / "mlflow.db", db)  # a copy, so the other tests see the pool as it was
     same = make_sweep()
     assert main(["run", str(same)]) == 0
-    assert "4 finished earlier, 0 to run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 finished earlier, 0 to run" in out
+    assert f"make report EXPERIMENT=tiny MLFLOW_TRACKING_URI=sqlite:///{db}" in out, "the report hint names the store"
     before = {r.info.run_id: r.info.end_time for r in child_runs(db)}
     assert len(before) == 4 and len(parent_runs(db)) == 1, "nothing ran, nothing was recorded"
 
