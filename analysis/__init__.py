@@ -7,7 +7,7 @@ Modules (pure functions over a trials frame, one row per run, and arrays; notebo
     planning    seeds for P(at least one success), for an interval width, per arm for 80% power (exact)
     survival    Kaplan-Meier time to success with censoring, log-rank, expected compute per success
     continuous  interquartile mean, stratified bootstrap, probability of improvement
-    failure     error against test length; carry-chain, similar-stretch and structured probes of saved models
+    failure     error against test length; the probe tables the trainer recorded (re-run on saved models if absent)
     figures     titled, labelled figures with interval bars and run counts
     report      `make report EXPERIMENT=name`: the notebooks headless -> reports/<experiment>/
 """

@@ -1,10 +1,11 @@
-"""Where 'successful' models still fail: error against test length from the record, and probes of saved models
-(carry chains, the talk's similar-stretch inputs such as 0000...0002 x 0000...0001, structured against random
-inputs).
+"""Where 'successful' models still fail: error against test length from the record, and the failure probes of
+neuralgpu.probes (talk slides 23-32): error against carry-chain length, the talk's equal-stretch inputs
+(0000...0002 op 0000...0001) and structured against random inputs.
 
-Checkpoints are the trainer's `state.pt` (neuralgpu/train.py Trainer.save), attached to each sweep trial's MLflow
-run as the artifact checkpoint/state.pt. Probe inputs are built with neuralgpu.tasks, so they use exactly the
-trainer's encoding.
+The trainer runs the probes in its final evaluation (TrainConfig.probes; TrainResult.probe_table) and the sweep
+records that table as the artifact eval/probe_table.json of each trial's MLflow run. `probe_tables` reads the
+recorded tables and re-runs neuralgpu.probes.run_probes only on the saved model of a run that recorded none:
+the trainer's state.pt (neuralgpu/train.py Trainer.save), attached to the run as the artifact checkpoint/state.pt.
 """
 
 from __future__ import annotations
@@ -18,14 +19,21 @@ import pandas as pd
 import torch
 
 from analysis.continuous import iqm, stratified_bootstrap
+from analysis.load import load_run_tables
 from analysis.outcomes import grouped, rules_named
+from neuralgpu.assess import load_saved
 from neuralgpu.config import TrainConfig
-from neuralgpu.evaluate import count_errors
-from neuralgpu.model import build_model
-from neuralgpu.tasks import decode_answer, encode, encode_operands, format_example, get_task, operand_digits
-from neuralgpu.train import model_config
+from neuralgpu.probes import run_probes
+from neuralgpu.tasks import get_task
 
 CHECKPOINT_ARTIFACT = "checkpoint/state.pt"
+PROBE_TABLE = "probe_table"
+"""The TrainResult field the sweep records as eval/probe_table.json."""
+MODEL_OUTCOMES = ("success", "failed")
+"""Outcomes whose final weights are a model: a diverged run's are not, crashed and interrupted runs saved none."""
+CARRY_COLUMNS = ["carry", "length", "seq_error", "digit_error", "examples"]
+STRETCH_COLUMNS = ["length", "operands", "input", "expected", "model", "correct"]
+STRUCTURED_COLUMNS = ["probe", "length", "seq_error", "digit_error", "examples"]
 
 
 # --- error against test length, from the record -------------------------------------------------------------
@@ -76,20 +84,11 @@ def error_length_table(
     return table
 
 
-# --- saved models ------------------------------------------------------------------------------------------
+# --- saved models --------------------------------------------------------------------------------------------
 def load_model(path: str | Path, device: str = "cpu") -> tuple[TrainConfig, torch.nn.Module]:
     """(config, model in eval mode) from a trainer checkpoint (a state.pt file or the directory holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "state.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint; pass a state.pt written by neuralgpu.train (or its folder)")
-    state = torch.load(path, map_location=device, weights_only=True)
-    cfg = TrainConfig.from_dict(state["config"], source=str(path))
-    model = build_model(cfg.model, model_config(cfg)).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return cfg, model
+    saved = load_saved(path, device)
+    return saved.cfg, saved.model
 
 
 def download_checkpoint(run_id: str, destination: str | Path, tracking_uri: str | None = None) -> Path | None:
@@ -110,216 +109,172 @@ def download_checkpoint(run_id: str, destination: str | Path, tracking_uri: str 
     return Path(local)
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, chunk: int = 16) -> np.ndarray:
-    """The model's symbols (B, n) for inputs (B, n); targets (B, n) only set the output mask (which columns
-    the answer may occupy), as in the trainer's evaluation."""
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(inputs), chunk):
-        x = torch.from_numpy(inputs[start : start + chunk]).to(device)
-        y = torch.from_numpy(targets[start : start + chunk]).to(device)
-        logits, _ = model(x, y)
-        out.append(logits.argmax(dim=-1).cpu().numpy())
-    return np.concatenate(out)
-
-
-def _errors(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    predictions = predict(model, inputs, targets)
-    wrong_seqs, wrong_digits, digits = count_errors(torch.from_numpy(predictions), torch.from_numpy(targets))
-    return wrong_seqs / len(inputs), wrong_digits / max(digits, 1)
-
-
-def carry_chain_inputs(
-    task: str, chain: int, length: int, examples: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Two-operand additions (B = examples, each (length,)) whose carry runs through exactly `chain` digits.
-
-    Operand a has base-1 in digits 0..chain-1, operand b has 1 in digit 0 and 0 in digits 1..chain-1, so the
-    carry from digit 0 ripples to digit `chain`; digit `chain` sums to at most base-2 (the ripple stops there)
-    and higher digits are random. Example (badd, chain 3): ...0111 + ...0001 = ...1000.
-    """
-    spec = get_task(task)
-    if spec.kind != "add" or spec.arity != 2:
-        raise ValueError(f"carry chains are probed on two-operand addition tasks, not {task!r}")
-    k = operand_digits(spec, length)
-    if not 1 <= chain < k:
-        raise ValueError(f"chain {chain} does not fit length {length} ({k} digits per operand); use chain < {k}")
-    base = spec.base
-    a = rng.integers(0, base, size=(examples, k))
-    b = rng.integers(0, base, size=(examples, k))
-    a[:, :chain], b[:, :chain] = base - 1, 0
-    b[:, 0] = 1
-    a[:, chain] = rng.integers(0, base - 1, size=examples)  # a_c + b_c <= base - 2
-    b[:, chain] = rng.integers(0, base - 1 - a[:, chain])
-    return encode_operands(spec, [a, b], length)
-
-
-def carry_chain_table(
-    model: torch.nn.Module, task: str, length: int, chains: list[int], examples: int, rng: np.random.Generator
-) -> pd.DataFrame:
-    """Sequence and digit error against carry-chain length at one test length (chains that fit), beside the
-    error on uniformly random inputs of the same length (chain = 0 row, kind 'random')."""
-    from neuralgpu.tasks import random_batch
-
-    rows = []
-    seq, digit = _errors(model, *random_batch(task, length, examples, rng))
-    rows.append(
-        {"kind": "random", "chain": 0, "length": length, "examples": examples, "seq_error": seq, "digit_error": digit}
+def probe_saved_model(
+    path: str | Path, rng: np.random.Generator, examples: int | None = None, device: str = "cpu"
+) -> tuple[TrainConfig, list[dict]]:
+    """(config, probe rows) of a saved model: neuralgpu.probes.run_probes with the run's own probe settings
+    (probe_carries, probe_examples unless `examples` is given, success_length), as in the trainer's final
+    evaluation. The rows equal a recorded probe table's in form, not in value: the trainer drew its examples
+    from its own evaluation stream."""
+    cfg, model = load_model(path, device)
+    rows = run_probes(
+        model,
+        cfg.task,
+        cfg.probe_carries,
+        examples or cfg.probe_examples,
+        cfg.success_length,
+        rng,
+        cfg.eval_chunk,
+        device,
     )
-    k = operand_digits(task, length)
-    for chain in chains:
-        if chain >= k:
-            continue
-        seq, digit = _errors(model, *carry_chain_inputs(task, chain, length, examples, rng))
-        rows.append(
-            {
-                "kind": "carry chain",
-                "chain": chain,
-                "length": length,
-                "examples": examples,
-                "seq_error": seq,
-                "digit_error": digit,
-            }
-        )
-    return pd.DataFrame(rows)
+    return cfg, rows
 
 
-def similar_stretch_operands(task: str, length: int) -> dict[str, list[int]]:
-    """The talk's inputs made of long equal stretches, for an arithmetic task at a test length: name -> operands.
-
-    '0...02 op 0...01' (2 and 1 padded with zeros; '0...01 op 0...01' in binary), '0...0 op 0...0', '1...1 op
-    0...01' (all ones), 'max...max op 0...01' (the longest carry for addition) and '10...0 op 0...01'."""
-    spec = get_task(task)
-    if not spec.is_arithmetic:
-        raise ValueError(f"similar-stretch probes are for arithmetic tasks, not {task!r}")
-    k = operand_digits(spec, length)
-    base = spec.base
-    ones = sum(base**i for i in range(k))  # the digit 1 repeated k times
-    small = min(2, base - 1)  # 2, or 1 in binary
-    probes = {
-        f"0...0{small} op 0...01": [small, 1],
-        "0...0 op 0...0": [0, 0],
-        "1...1 op 0...01": [ones, 1],
-        "max...max op 0...01": [base**k - 1, 1],
-        "10...0 op 0...01": [base ** (k - 1), 1],
-    }
-    if base == 2:
-        del probes["1...1 op 0...01"]  # the same input as max...max in binary
-    return {name: operands + [0] * (spec.arity - 2) for name, operands in probes.items()}
+def has_probes(task: object) -> bool:
+    """Whether neuralgpu.probes probes this task (two-operand arithmetic; it returns no rows for the others).
+    An unknown or missing task counts as probed, so the saved model is tried."""
+    try:
+        spec = get_task(str(task))
+    except ValueError:
+        return True
+    return spec.is_arithmetic and spec.arity == 2
 
 
-def similar_stretch_table(model: torch.nn.Module, task: str, lengths: list[int]) -> pd.DataFrame:
-    """One row per probe and length: the input, the expected answer and the model's output as text
-    (format_example: numbers most significant digit first, padding shown), and whether the model is right."""
-    rows = []
-    for length in lengths:
-        for name, operands in similar_stretch_operands(task, length).items():
-            inputs, targets = encode(task, operands, length)
-            output = predict(model, inputs[None, :], targets[None, :])[0]
-            line = format_example(task, inputs, output)
-            problem, _, model_part = line.partition("   model: ")
-            question, _, expected = problem.rpartition(" = ")
-            answer = decode_answer(task, output)
-            rows.append(
-                {
-                    "length": length,
-                    "probe": name,
-                    "input": question,
-                    "expected": expected,
-                    "model": model_part.rsplit(" (", 1)[0],
-                    "right": answer is not None and answer == decode_answer(task, targets),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def structured_inputs(task: str, kind: str, length: int, examples: int, rng: np.random.Generator):
-    """(inputs, targets) (examples, length) of a structured family: 'zeros' (operands with long zero runs: a
-    few random digits at the bottom), 'max' (long runs of the largest digit) or 'repeated' (one digit repeated)."""
-    spec = get_task(task)
-    k = operand_digits(spec, length)
-    base = spec.base
-    arity = spec.arity if spec.is_arithmetic else 1
-    operands = []
-    for _ in range(arity):
-        digits = rng.integers(0, base, size=(examples, k))
-        few = max(1, k // 10)
-        if kind == "zeros":
-            digits[:, few:] = 0
-        elif kind == "max":
-            digits[:, few:] = base - 1
-        elif kind == "repeated":
-            digits[:] = rng.integers(0, base, size=(examples, 1))
-        else:
-            raise ValueError(f"structured kind is {kind!r}; use zeros, max or repeated")
-        operands.append(digits)
-    return encode_operands(spec, operands, length)
-
-
-def structured_vs_random(
-    model: torch.nn.Module, task: str, length: int, examples: int, rng: np.random.Generator
-) -> pd.DataFrame:
-    """Sequence and digit error on random inputs against structured families (structured_inputs) at one length."""
-    from neuralgpu.tasks import random_batch
-
-    rows = []
-    for kind in ("random", "zeros", "max", "repeated"):
-        if kind == "random":
-            inputs, targets = random_batch(task, length, examples, rng)
-        else:
-            inputs, targets = structured_inputs(task, kind, length, examples, rng)
-        seq, digit = _errors(model, inputs, targets)
-        rows.append({"kind": kind, "length": length, "examples": examples, "seq_error": seq, "digit_error": digit})
-    return pd.DataFrame(rows)
-
-
-def probe_runs(
+# --- probe tables: recorded, else re-run on the saved model --------------------------------------------------
+def probe_tables(
     trials: pd.DataFrame,
+    by: list[str],
     destination: str | Path,
-    lengths: list[int],
     rng: np.random.Generator,
-    max_runs: int = 4,
-    chains: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
-    examples: int = 32,
+    rerun_max: int = 4,
+    examples: int | None = None,
     tracking_uri: str | None = None,
     threads: int = 1,
 ) -> dict[str, pd.DataFrame]:
-    """Probe the saved models of up to `max_runs` runs, successful runs first (then the shortest):
-    {'runs': which runs were probed, 'carries', 'stretches', 'structured'} with run_id, outcome, width and seed
-    in every row. Runs without a checkpoint artifact are listed in 'runs' with probed=False.
+    """The failure probes of every run: the probe table the trainer recorded (eval/probe_table.json), else
+    neuralgpu.probes re-run on the run's saved model (checkpoints downloaded under `destination`), for at most
+    `rerun_max` runs without a record (successful runs first, then the shortest).
 
-    threads: torch CPU threads for the probes (sets torch.set_num_threads). Small models run fastest on one
-    thread; on a busy 2-core machine the default of all cores was 13x slower."""
-    torch.set_num_threads(threads)
+    Returns {'runs', 'carries', 'stretches', 'structured'}: 'runs' has one row per run (run_id, by..., width,
+    seed, outcome, steps, source, probe_rows), where source is 'recorded', 're-run' or 'none (<why>)'; the
+    other three are split_probe_table's, with those run columns (and source) in every row. All tables list
+    runs in the same order: successful runs first, then the shortest.
+
+    threads: torch CPU threads for re-runs (restored afterwards). Small models run fastest on one thread; on a
+    busy 2-core machine the default of all cores was 13x slower."""
     uri = tracking_uri or trials.attrs.get("tracking_uri")
+    tags = [c for c in dict.fromkeys(["run_id", *by, "width", "seed", "outcome", "steps"]) if c in trials]
     order = trials.assign(_success=trials["outcome"] == "success").sort_values(
-        ["_success", "steps"], ascending=[False, True]
+        ["_success", "steps"], ascending=[False, True], kind="stable"
     )
-    picked, carries, stretches, structured = [], [], [], []
-    for row in order.head(max_runs).itertuples(index=False):
-        path = download_checkpoint(row.run_id, destination, uri)
-        picked.append({"run_id": row.run_id, "outcome": row.outcome, "probed": path is not None})
-        if path is None:
-            continue
-        cfg, model = load_model(path)
-        tag = {"run_id": row.run_id, "outcome": row.outcome, "width": cfg.width, "seed": cfg.seed}
-        for length in lengths:
-            if get_task(cfg.task).kind == "add" and get_task(cfg.task).arity == 2:
-                carries.append(carry_chain_table(model, cfg.task, length, list(chains), examples, rng).assign(**tag))
-            structured.append(structured_vs_random(model, cfg.task, length, examples, rng).assign(**tag))
-        if get_task(cfg.task).is_arithmetic:
-            stretches.append(similar_stretch_table(model, cfg.task, lengths).assign(**tag))
+    runs = order[tags].reset_index(drop=True)
+    recorded = load_run_tables(runs, PROBE_TABLE, uri)
+    source = dict.fromkeys(recorded["run_id"], "recorded")
+    rerun: list[dict] = []
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for row in order.to_dict("records"):
+            run_id = row["run_id"]
+            if run_id in source:
+                continue
+            if row["outcome"] not in MODEL_OUTCOMES:
+                source[run_id] = f"none ({row['outcome']}: no model)"
+            elif not has_probes(row.get("task")):
+                source[run_id] = f"none (no probes for {row.get('task')})"
+            elif sum(s == "re-run" for s in source.values()) >= rerun_max:
+                source[run_id] = f"none (not re-run: rerun_max={rerun_max})"
+            elif (path := download_checkpoint(run_id, destination, uri)) is None:
+                source[run_id] = "none (no checkpoint artifact)"
+            else:
+                _, rows = probe_saved_model(path, rng, examples)
+                rerun.extend({"run_id": run_id, **r} for r in rows)
+                source[run_id] = "re-run"
+    finally:
+        torch.set_num_threads(previous_threads)
+    runs["source"] = runs["run_id"].map(source)
+    parts = [part for part in (recorded, pd.DataFrame(rerun)) if len(part)]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run_id"])
+    runs["probe_rows"] = runs["run_id"].map(table["run_id"].value_counts()).fillna(0).astype(int)
+    # Run columns first, in the runs' order (merge keeps the left frame's order).
+    tagged = runs.drop(columns="probe_rows").merge(table, on="run_id", how="inner")
+    return {"runs": runs, **split_probe_table(tagged, [*tags, "source"])}
 
-    def concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+def split_probe_table(table: pd.DataFrame, tags: list[str]) -> dict[str, pd.DataFrame]:
+    """A long probe table (neuralgpu.probes rows, plus run columns `tags`) as three tables:
+
+    'carries': probe carry_chain, error against carry-chain length: tags, carry, length, seq_error, digit_error,
+        examples (operands summing to base^carry or base^carry - 1, all at one length).
+    'stretches': probe equal_stretch, one row per input: tags, length, operands, input, expected, model (the
+        model's answer; numbers most significant digit first with their zero padding), correct.
+    'structured': probes random and structured, error on each at one length: tags, probe, length, seq_error,
+        digit_error, examples."""
+    probe = table["probe"] if "probe" in table else pd.Series(dtype=object, index=table.index)
+    carries = table[probe == "carry_chain"]
+    stretches = table[probe == "equal_stretch"]
+    parsed = [split_example(line) for line in stretches.get("example", [])]
+    stretches = stretches.assign(**pd.DataFrame(parsed, index=stretches.index, columns=["input", "expected", "model"]))
+    structured = table[probe.isin(["random", "structured"])]
+
+    def pick(part: pd.DataFrame, columns: list[str], types: dict[str, type]) -> pd.DataFrame:
+        part = part.reindex(columns=[*tags, *columns]).reset_index(drop=True)
+        # Rows of different probes share columns, so counts come back as floats (NaN elsewhere): retype them.
+        return part.astype(types) if len(part) else part
 
     return {
-        "runs": pd.DataFrame(picked),
-        "carries": concat(carries),
-        "stretches": concat(stretches),
-        "structured": concat(structured),
+        "carries": pick(carries, CARRY_COLUMNS, {"carry": int, "length": int, "examples": int}),
+        "stretches": pick(stretches, STRETCH_COLUMNS, {"length": int, "correct": bool}),
+        "structured": pick(structured, STRUCTURED_COLUMNS, {"length": int, "examples": int}),
     }
+
+
+def split_example(line: str) -> tuple[str, str, str]:
+    """(input, expected, model answer) of a neuralgpu.tasks.format_example line with the model's output, e.g.
+    '0002 + 0001 = 000003   model: 000001 (wrong)' -> ('0002 + 0001', '000003', '000001')."""
+    problem, _, answer = str(line).partition("   model: ")
+    question, _, expected = problem.rpartition(" = ")
+    return question, expected, answer.rsplit(" (", 1)[0]
+
+
+def structured_against_random(structured: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and length from split_probe_table's 'structured': the run columns, length, then the
+    error on random inputs and on structured ones side by side (seq_error_random, seq_error_structured,
+    digit_error_random, ...)."""
+    keys = [c for c in structured.columns if c not in STRUCTURED_COLUMNS] + ["length"]
+    values = ["seq_error", "digit_error", "examples"]
+    random = structured[structured["probe"] == "random"][[*keys, *values]]
+    other = structured[structured["probe"] == "structured"][[*keys, *values]]
+    # run_probes writes both rows or neither; a left merge keeps the runs' order (an outer one sorts the keys).
+    return random.merge(other, on=keys, how="left", suffixes=("_random", "_structured"))
+
+
+def probe_cell_table(
+    rows: pd.DataFrame,
+    by: list[str],
+    x: str,
+    rng: np.random.Generator,
+    value: str = "seq_error",
+    reps: int = 1000,
+) -> pd.DataFrame:
+    """Per cell (by), probe length and probe point x (e.g. carry): runs, median and IQM of `value` over runs
+    with its stratified-bootstrap 95% interval. rows: one row per run and point (split_probe_table's)."""
+    out = []
+    for key, group in grouped(rows, [*by, "length", x]):
+        values = group[value].dropna().to_numpy(dtype=float)
+        point, low, high = stratified_bootstrap(values, iqm, rng, reps) if len(values) else (math.nan,) * 3
+        out.append(
+            {
+                **key,
+                "n_runs": group["run_id"].nunique(),
+                "median": float(np.median(values)) if len(values) else math.nan,
+                "iqm": point,
+                "low": low,
+                "high": high,
+                "metric": value,
+            }
+        )
+    return pd.DataFrame(out, columns=[*by, "length", x, "n_runs", "median", "iqm", "low", "high", "metric"])
 
 
 def logged_lengths(trials: pd.DataFrame, metric: str = "seq_error") -> list[int]:

@@ -57,14 +57,14 @@ def rate_figure(rates: pd.DataFrame, x: str | None, hue: str | None = None, titl
     groups = [(None, rates)] if hue is None else list(rates.groupby(hue, sort=True))
     offsets = np.linspace(-0.08, 0.08, len(groups)) if len(groups) > 1 else [0.0]
     label_columns = [c for c in rates.columns if c not in RATE_VALUE_COLUMNS and c not in (x, hue)]
+    # Without x, one tick per configuration of the other columns; every hue group places its rows on them.
+    ticks = list(dict.fromkeys(_label(row, label_columns) for _, row in rates.iterrows()))
     for (value, group), offset in zip(groups, offsets, strict=True):
         if x is None:
-            positions = np.arange(len(group), dtype=float)
-            ticks = [_label(row, label_columns) for _, row in group.iterrows()]
+            positions = np.array([ticks.index(_label(row, label_columns)) for _, row in group.iterrows()], float)
         else:
             xs = group[x].to_numpy()
             positions = np.log2(xs.astype(float)) if x == "width" else xs.astype(float)
-            ticks = None
         positions = positions + offset
         errors = np.clip(
             np.vstack([group["rate"] - group["wilson_low"], group["wilson_high"] - group["rate"]]), 0, None
@@ -87,7 +87,7 @@ def rate_figure(rates: pd.DataFrame, x: str | None, hue: str | None = None, titl
                 fontsize=8,
             )
     if x is None:
-        ax.set_xticks(np.arange(len(rates)), ticks, rotation=30, ha="right")
+        ax.set_xticks(np.arange(len(ticks)), ticks, rotation=30, ha="right")
         ax.set_xlabel("configuration")
     elif x == "width":
         widths = sorted(rates[x].unique())

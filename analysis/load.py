@@ -5,7 +5,9 @@ one experiment per sweep name; a parent run per invocation (tag seedpool.role=pa
 a child run per trial (seedpool.role=trial, mlflow.parentRunId, trial_key, sweep, stop_reason, seed, width,
 ...) whose params are the resolved training config and whose metrics are the trainer's, with `@` spelled
 `_at_` because MLflow forbids `@` (eval/seq_error@201 is stored as eval/seq_error_at_201). This module turns
-the names back into the trainer's spelling.
+the names back into the trainer's spelling. A finished trial also holds the trainer's result tables as
+artifacts eval/<name>.json (and .csv): eval_table (error per test length) and probe_table (the failure probes of
+neuralgpu.probes), one JSON list of row dicts each; load_run_tables reads them.
 
 The trials table is one `search_runs` request (paged by MLflow), never one request per run; curves come from
 one query per metric on a SQL store, 100 runs per request on a tracking server.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -285,6 +288,33 @@ def _history(client: MlflowClient, store: object, run_ids: list[str], key: str) 
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return [row for part in pool.map(one, run_ids) for row in part]
+
+
+def load_run_tables(
+    runs: pd.DataFrame | Iterable[str], name: str, tracking_uri: str | None = None, workers: int = 8
+) -> pd.DataFrame:
+    """The rows of one result table that each run recorded (artifact eval/<name>.json, written when the trial
+    finished; name: the TrainResult field, e.g. "probe_table" or "eval_table"), in long form: run_id, then the
+    table's own columns. A run that recorded no such table (crashed, interrupted, diverged, or the table was
+    empty) has no rows. runs: a trials frame (load_trials) or run ids; `workers` runs are read at a time."""
+    if isinstance(runs, pd.DataFrame):
+        run_ids, uri = runs["run_id"].tolist(), tracking_uri or runs.attrs.get("tracking_uri")
+    else:
+        run_ids, uri = list(runs), tracking_uri
+    artifact = f"eval/{name}.json"
+    client = MlflowClient(uri)
+
+    def one(run_id: str) -> list[dict]:
+        # Listing first tells "not recorded" apart from a failing download, which is raised.
+        if artifact not in {f.path for f in client.list_artifacts(run_id, "eval")}:
+            return []
+        with tempfile.TemporaryDirectory(prefix="seedpool-table-") as folder:
+            rows = json.loads(Path(client.download_artifacts(run_id, artifact, folder)).read_text())
+        return [{"run_id": run_id, **row} for row in rows]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = [row for part in pool.map(one, run_ids) for row in part]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run_id"])
 
 
 REST_BULK_LIMIT = 25000

@@ -1,7 +1,8 @@
 """The analysis on real training data: a tiny pool of real Neural GPU runs (neuralgpu.train.train), recorded in
 a fresh sqlite MLflow store in the sweep orchestrator's layout (parent run, child runs tagged with trial_key,
-stop_reason, params = the resolved config, metrics with `@` spelled `_at_`, checkpoint artifact), including a
-diverged, a crashed and an interrupted run. Then: loader, curves, re-judging, probes and the notebooks headless.
+stop_reason, params = the resolved config, metrics with `@` spelled `_at_`, result tables as eval/<name>.json,
+checkpoint artifact), including a diverged, a crashed and an interrupted run. Then: loader, curves, re-judging,
+recorded and re-run failure probes and the notebooks headless.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from mlflow.entities import Metric, Param, RunTag
 
 from analysis import failure, load, outcomes, rates, survival
 from neuralgpu.config import TrainConfig
-from neuralgpu.tasks import decode_answer, decode_operands
 from neuralgpu.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +46,12 @@ BASE = dict(
     success_threshold=0.3,
     success_length=9,
     success_gate=1.0,
-    probes=False,
+    probes=True,  # carry chains 1, 2, 4 at length 11: milliseconds (the default goes to length 193)
+    probe_carries=[1, 2, 4],
+    probe_examples=8,
 )
+UNPROBED_SEED = 2
+"""Runs of this seed train with probes off: they record no probe table, so the analysis probes their saved models."""
 
 
 class Interrupted(Exception):
@@ -109,6 +113,9 @@ def record_run(client, experiment_id, parent_id, index, values, mode, root):
     now = int(time.time() * 1000)
     run_tags = [RunTag("stop_reason", result.stop_reason), RunTag("stopped_step", str(result.steps))]
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, result.steps) for k, v in final.items()], tags=run_tags)
+    for name, rows in result.to_dict().items():  # eval_table, probe_table: as sweeps/tracking.py finish_trial
+        if name.endswith("_table") and rows:
+            client.log_text(run_id, json.dumps(rows, indent=2, default=str), f"eval/{name}.json")
     client.log_artifacts(run_id, str(checkpoint_dir), "checkpoint")
     client.set_terminated(run_id, "FINISHED")
     return run_id, result
@@ -120,8 +127,8 @@ def pool(tmp_path_factory) -> Pool:
 
 
 def build_pool(root: Path) -> Pool:
-    """15 real runs: 3 seeds x widths 4, 8 x curricula length, none, plus a diverged, a crashed and an
-    interrupted run (about 20 s on one core)."""
+    """15 real runs: 3 seeds x widths 4, 8 x curricula length, none (seed 2 without the failure probes), plus a
+    diverged, a crashed and an interrupted run (about 20 s on one core)."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())
@@ -129,7 +136,7 @@ def build_pool(root: Path) -> Pool:
     parent_id = parent.info.run_id
     client.log_batch(parent_id, params=[Param("science_axes", "width,curriculum"), Param("trials", "15")])
     plan = [
-        ({"width": w, "curriculum": c, "seed": s}, "normal")
+        ({"width": w, "curriculum": c, "seed": s, "probes": s != UNPROBED_SEED}, "normal")
         for s in range(3)
         for w in (4, 8)
         for c in ("length", "none")
@@ -235,31 +242,81 @@ def test_tables_keep_every_run(pool):
         assert set(table["rule"]) == {"digit_error@9 < 0.3"}
 
 
-# --- failure modes on saved models -------------------------------------------------------------------------------
-def test_probes_of_a_saved_model(pool, tmp_path):
+# --- failure modes: recorded probe tables, saved models -----------------------------------------------------------
+def recorded_probes(pool: Pool) -> dict[str, list[dict]]:
+    """run_id -> the probe table the trainer returned, for the runs that ran the probes."""
+    return {k: v.probe_table for k, v in finished_results(pool).items() if v.probe_table}
+
+
+def test_recorded_probe_tables_read_back_exactly(pool):
     trials = load.load_trials(pool.experiment, pool.uri)
-    run_id = trials[trials["outcome"] == "success"]["run_id"].iloc[0]
+    recorded = recorded_probes(pool)
+    assert len(recorded) == 8  # seeds 0 and 1 in 4 cells; seed 2 trained without probes, the diverged run skips them
+    tables = load.load_run_tables(trials, "probe_table")
+    assert set(tables["run_id"]) == set(recorded)
+    for run_id, rows in recorded.items():
+        got = tables[tables["run_id"] == run_id].drop(columns="run_id").to_dict("records")
+        assert [{k: v for k, v in row.items() if not pd.isna(v)} for row in got] == rows
+        assert [r["carry"] for r in rows if r["probe"] == "carry_chain"] == [1, 2, 4]
+        assert {r["probe"] for r in rows} == {"carry_chain", "equal_stretch", "random", "structured"}
+
+
+def test_probe_tables_read_the_records_and_probe_only_unrecorded_models(pool, tmp_path):
+    trials = load.load_trials(pool.experiment, pool.uri)
+    probes = failure.probe_tables(trials, ["width", "curriculum"], tmp_path, np.random.default_rng(0), rerun_max=3)
+    runs = probes["runs"].set_index("run_id")
+    assert len(runs) == 15
+    recorded = recorded_probes(pool)
+    assert (runs.loc[list(recorded), "source"] == "recorded").all()
+    unprobed = trials[(trials["seed"] == UNPROBED_SEED) & trials["outcome"].isin(failure.MODEL_OUTCOMES)]
+    assert len(unprobed) == 4
+    sources = runs.loc[unprobed["run_id"], "source"]
+    assert sorted(sources) == ["none (not re-run: rerun_max=3)", "re-run", "re-run", "re-run"]
+    skipped = unprobed.set_index("run_id").loc[sources.index[sources != "re-run"][0]]
+    rerun = unprobed.set_index("run_id").loc[sources.index[sources == "re-run"]]
+    assert skipped["outcome"] != "success" or rerun["outcome"].eq("success").all()  # successful runs first
+    for outcome in ("diverged", "crashed", "censored"):
+        run_id = trials.loc[trials["outcome"] == outcome, "run_id"].iloc[0]
+        assert runs.loc[run_id, "source"] == f"none ({outcome}: no model)" and runs.loc[run_id, "probe_rows"] == 0
+    # 3 carry chains, 2 equal stretches at length 9 (success_length), random and structured: recorded or re-run.
+    assert (runs.loc[runs["source"].isin(["recorded", "re-run"]), "probe_rows"] == 7).all()
+
+    carries = probes["carries"]
+    for run_id, rows in recorded.items():  # the recorded numbers come through unchanged
+        got = carries[carries["run_id"] == run_id]
+        assert list(zip(got["carry"], got["seq_error"], strict=True)) == [
+            (r["carry"], r["seq_error"]) for r in rows if r["probe"] == "carry_chain"
+        ]
+        assert (got["source"] == "recorded").all() and (got["length"] == 11).all()
+    again = carries[carries["source"] == "re-run"]
+    assert sorted(set(again["run_id"])) == sorted(rerun.index) and list(again["carry"]) == [1, 2, 4] * 3
+    assert (again["examples"] == 8).all() and again["seq_error"].between(0, 1).all()
+    by_id = trials.set_index("run_id")
+    assert (carries["width"] == by_id.loc[carries["run_id"], "width"].to_numpy()).all()
+
+    stretches = probes["stretches"]
+    assert len(stretches) == 2 * 11
+    assert set(stretches["input"]) == {"0010 + 0001", "0010 + 0010"}  # 2 + 1 and 2 + 2, 4-bit operands at length 9
+    assert {int(e, 2) for e in stretches["expected"]} == {3, 4}
+    assert (~stretches["correct"] | (stretches["model"] == stretches["expected"])).all()
+    side = failure.structured_against_random(probes["structured"])
+    assert len(side) == 11 and side[["seq_error_random", "seq_error_structured"]].stack().between(0, 1).all()
+
+
+def test_a_saved_model_answers_its_recorded_equal_stretch_probes_again(pool, tmp_path):
+    trials = load.load_trials(pool.experiment, pool.uri)
+    recorded = recorded_probes(pool)
+    run_id = trials.loc[trials["run_id"].isin(list(recorded)) & (trials["outcome"] == "success"), "run_id"].iloc[0]
     path = failure.download_checkpoint(run_id, tmp_path, pool.uri)
-    cfg, model = failure.load_model(path)
+    cfg, rows = failure.probe_saved_model(path, np.random.default_rng(0))
     assert cfg.width == trials.set_index("run_id").loc[run_id, "width"]
-    rng = np.random.default_rng(0)
-    inputs, targets = failure.carry_chain_inputs("badd", 5, 21, 6, rng)
-    for row, target in zip(inputs, targets, strict=True):
-        a, b = decode_operands("badd", row)
-        assert a % 32 == 31 and b % 32 == 1 and decode_answer("badd", target) == a + b
-        assert (a + b) % 64 == 32  # the carry rippled through 5 digits and stopped at the 6th
-    stretches = failure.similar_stretch_table(model, "badd", [9, 21])
-    assert len(stretches) == 8  # 4 probes (binary: all ones is the largest number) x 2 lengths
-    one = stretches[(stretches["probe"] == "0...01 op 0...01") & (stretches["length"] == 21)].iloc[0]
-    assert one["input"] == "0000000001 + 0000000001" and one["expected"] == "0" * 19 + "10"  # 2k + 1 answer digits
-    assert one["right"] == (one["model"] == one["expected"])
-    structured = failure.structured_vs_random(model, "badd", 21, 16, rng)
-    assert list(structured["kind"]) == ["random", "zeros", "max", "repeated"]
-    assert structured["seq_error"].between(0, 1).all()
-    assert (
-        failure.download_checkpoint(trials[trials["outcome"] == "crashed"]["run_id"].iloc[0], tmp_path, pool.uri)
-        is None
-    )
+    # The stretch inputs are fixed, so the model rebuilt from its checkpoint must give the trainer's answers.
+    stretch = [r for r in rows if r["probe"] == "equal_stretch"]
+    assert stretch == [r for r in recorded[run_id] if r["probe"] == "equal_stretch"] and len(stretch) == 2
+    shape = [(r["probe"], r.get("carry"), r["length"], r.get("examples")) for r in rows]
+    assert shape == [(r["probe"], r.get("carry"), r["length"], r.get("examples")) for r in recorded[run_id]]
+    crashed = trials.loc[trials["outcome"] == "crashed", "run_id"].iloc[0]
+    assert failure.download_checkpoint(crashed, tmp_path, pool.uri) is None
 
 
 # --- notebooks and the report ----------------------------------------------------------------------------------
@@ -288,7 +345,12 @@ def test_report_runs_every_notebook_headless(pool, tmp_path):
         assert "data:image/png;base64" in page and 'class="error"' not in page
     rates_table = pd.read_csv(tmp_path / "tables" / "nondeterminism_rates.csv")
     assert rates_table["n_runs"].sum() == 15 and len(rates_table) == 4
-    assert len(pd.read_csv(tmp_path / "tables" / "failure_probes_stretches.csv")) > 0
+    runs = pd.read_csv(tmp_path / "tables" / "failure_probes_runs.csv")  # rerun_max=4: every unprobed model
+    assert len(runs) == 15 and runs["source"].value_counts()[["recorded", "re-run"]].tolist() == [8, 4]
+    carries = pd.read_csv(tmp_path / "tables" / "failure_carries_by_cell.csv")
+    assert len(carries) == 4 * 3 and (carries["n_runs"] == 3).all()  # 4 cells x carries 1, 2, 4; 3 seeds each
+    assert len(pd.read_csv(tmp_path / "tables" / "failure_probes_stretches.csv")) == 12 * 2
+    assert len(pd.read_csv(tmp_path / "tables" / "failure_structured_vs_random.csv")) == 12
 
 
 def test_report_command_line_names_a_missing_experiment(pool, tmp_path):

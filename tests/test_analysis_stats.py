@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binom, fisher_exact, mannwhitneyu, norm
 
-from analysis import continuous, outcomes, planning, rates, survival
+from analysis import continuous, failure, outcomes, planning, rates, survival
 
 Z = norm.ppf(0.975)
 
@@ -358,3 +358,102 @@ def test_probability_of_improvement_by_hand_and_against_mann_whitney():
     assert continuous.probability_of_improvement(x, y) == pytest.approx(u / (12 * 9))
     point, low, high = continuous.probability_of_improvement_ci(x, y, np.random.default_rng(0), reps=500)
     assert low <= point <= high
+
+
+# --- failure probes: the tables of neuralgpu.probes rows -----------------------------------------------------------
+def probe_rows(carry_errors: list[float], random_error: float, structured_error: float, right: bool) -> list[dict]:
+    """One run's probe table in the form neuralgpu.probes.run_probes returns it (badd, success length 9)."""
+    model = "000011" if right else "00_111"
+    rows = [
+        {"probe": "carry_chain", "carry": c, "length": 11, "seq_error": e, "digit_error": e / 2, "examples": 8}
+        for c, e in zip([1, 2, 4], carry_errors, strict=True)
+    ]
+    rows.append(
+        {
+            "probe": "equal_stretch",
+            "length": 9,
+            "operands": "2 + 1",
+            "example": f"0010 + 0001 = 000011   model: {model} ({'right' if right else 'wrong'})",
+            "correct": right,
+        }
+    )
+    rows.append({"probe": "random", "length": 9, "seq_error": random_error, "digit_error": 0.1, "examples": 8})
+    rows.append({"probe": "structured", "length": 9, "seq_error": structured_error, "digit_error": 0.2, "examples": 8})
+    return rows
+
+
+def test_split_example_reads_a_format_example_line():
+    line = "0010 * 0001 = 00000010   model: 0000?01_ (wrong)"
+    assert failure.split_example(line) == ("0010 * 0001", "00000010", "0000?01_")
+
+
+def test_split_probe_table_by_hand():
+    table = pd.DataFrame(
+        [{"run_id": "a", "width": 4, **r} for r in probe_rows([0.0, 0.25, 1.0], 0.0, 0.5, True)]
+        + [{"run_id": "b", "width": 8, **r} for r in probe_rows([0.0, 0.0, 0.125], 0.125, 1.0, False)]
+    )
+    parts = failure.split_probe_table(table, ["run_id", "width"])
+    carries = parts["carries"]
+    assert list(carries.columns) == ["run_id", "width", "carry", "length", "seq_error", "digit_error", "examples"]
+    assert carries["carry"].tolist() == [1, 2, 4, 1, 2, 4] and carries["carry"].dtype.kind == "i"
+    assert carries["seq_error"].tolist() == [0.0, 0.25, 1.0, 0.0, 0.0, 0.125]
+    stretches = parts["stretches"]
+    assert list(stretches.columns) == ["run_id", "width", "length", "operands", "input", "expected", "model", "correct"]
+    assert stretches.iloc[1].tolist() == ["b", 8, 9, "2 + 1", "0010 + 0001", "000011", "00_111", False]
+    assert stretches["correct"].tolist() == [True, False]
+    structured = parts["structured"]
+    assert structured[["run_id", "probe", "seq_error"]].values.tolist() == [
+        ["a", "random", 0.0],
+        ["a", "structured", 0.5],
+        ["b", "random", 0.125],
+        ["b", "structured", 1.0],
+    ]
+    side = failure.structured_against_random(structured)
+    assert side[["run_id", "length", "seq_error_random", "seq_error_structured"]].values.tolist() == [
+        ["a", 9, 0.0, 0.5],
+        ["b", 9, 0.125, 1.0],
+    ]
+    empty = failure.split_probe_table(pd.DataFrame(columns=["run_id"]), ["run_id"])  # no run recorded probes
+    assert all(len(part) == 0 for part in empty.values()) and "carry" in empty["carries"]
+
+
+def test_probe_cell_table_by_hand():
+    # Cell width=4: 8 runs whose error at carry 4 sorts to [0, 0, 0, 0.1, 0.2, 0.9, 1, 1]: median (0.1 + 0.2) / 2,
+    # IQM the mean of the middle four, (0 + 0.1 + 0.2 + 0.9) / 4 = 0.3. Cell width=8: one run, error 0.5 everywhere.
+    errors = [0.9, 0.0, 1.0, 0.1, 0.0, 1.0, 0.2, 0.0]
+    rows = [
+        {"run_id": f"r{i}", "width": 4, "carry": c, "length": 11, "seq_error": e if c == 4 else 0.0}
+        for i, e in enumerate(errors)
+        for c in (1, 4)
+    ]
+    rows += [{"run_id": "w8", "width": 8, "carry": c, "length": 11, "seq_error": 0.5} for c in (1, 4)]
+    table = failure.probe_cell_table(pd.DataFrame(rows), ["width"], "carry", np.random.default_rng(0), reps=500)
+    assert table[["width", "carry", "n_runs"]].values.tolist() == [[4, 1, 8], [4, 4, 8], [8, 1, 1], [8, 4, 1]]
+    hard = table.iloc[1]
+    assert hard["median"] == pytest.approx(0.15) and hard["iqm"] == pytest.approx(0.3)
+    assert hard["low"] <= hard["iqm"] <= hard["high"] and hard["low"] < hard["high"]
+    assert table.iloc[0][["iqm", "low", "high"]].tolist() == [0.0, 0.0, 0.0]
+    assert table.iloc[3][["median", "iqm", "low", "high"]].tolist() == [0.5, 0.5, 0.5, 0.5]
+
+
+def test_rate_figure_without_x_places_every_hue_on_the_shared_configuration_ticks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis.figures import rate_figure
+
+    trials = pd.DataFrame(
+        [
+            {"env": env, "q_target": q, "outcome": "success" if (env == "Copy" or s < 1) else "failed", "rule": "r"}
+            for env in ("Copy", "DuplicatedInput", "Reverse")
+            for q in ("watkins", "one_step")
+            for s in range(2)
+        ]
+    )
+    table = rates.rate_table(trials, ["env", "q_target"])
+    fig = rate_figure(table, x=None, hue="q_target")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["env=Copy", "env=DuplicatedInput", "env=Reverse"]
+    for line in ax.lines:
+        if len(line.get_xdata()) == 3:  # one point per env for each q_target, near its tick
+            assert np.allclose(np.round(line.get_xdata()), [0, 1, 2])
