@@ -16,7 +16,7 @@ SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def test_the_required_configs_ship():
-    assert {"smoke", "big_models", "tiny", "rl_qlearning"} <= set(SHIPPED)
+    assert {"smoke", "big_models", "tiny", "rl_qlearning", "bmul_f17", "bmul_k15"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -29,6 +29,17 @@ def test_shipped_config_validates_and_dry_runs(name, capsys, isolated_tracking):
     assert f"sweep `{sweep.name}`" in out and "nothing launched, nothing recorded" in out
     assert all(t.key in out for t in sweep.trials), "the dry run lists every trial"
     assert not Path(str(isolated_tracking / "env-default.db")).exists(), "a dry run records nothing"
+
+
+def test_the_bmul_pools_compare_the_two_models_on_equal_terms():
+    f17, k15 = load_sweep("bmul_f17"), load_sweep("bmul_k15")
+    assert [t.seed for t in f17.trials] == [t.seed for t in k15.trials]
+    for key in ("task", "max_length", "batch_size", "eval_lengths", "eval_batch", "success_length", "max_minutes"):
+        assert f17.trials[0].run_config[key] == k15.trials[0].run_config[key], key
+    (f,), (k,) = ({t.run_config["model"] for t in pool.trials} for pool in (f17, k15))
+    assert (f, k) == ("f17", "k15")
+    f_cfg, k_cfg = f17.trials[0].run_config, k15.trials[0].run_config
+    assert f_cfg["width"] == k_cfg["width"] * k_cfg["height"], "the same numbers of state per cell"
 
 
 def test_smoke_and_big_models_have_the_promised_shape():
