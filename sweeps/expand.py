@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.schema import SweepConfig, SweepConfigError, parse_sweep, read_yaml, resolve_config_path
+from sweeps.schema import (
+    SweepConfig,
+    SweepConfigError,
+    axis_setting,
+    parse_sweep,
+    read_yaml,
+    resolve_config_path,
+)
 from sweeps.trainers import TrainerSpec, get_trainer
 
 NOTHING_DONE = "Nothing was launched or recorded."
@@ -58,7 +65,8 @@ class Sweep:
 
     @property
     def science_axes(self) -> list[str]:
-        return list(self.config.axes.science)
+        """The cell columns: science fields, a joined axis (`model+width`) split into its fields."""
+        return self.config.axes.science_fields()
 
 
 def trial_key(trainer: str, run_config: dict[str, Any]) -> str:
@@ -103,11 +111,16 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
     for group, axes in (("science", science), ("nuisance", nuisance)):
         for axis, axis_values in axes.items():
             for i, value in enumerate(axis_values):
-                build({axis: value}, f"{source}: in `axes.{group}.{axis}[{i}]`")
+                build(axis_setting(axis, value), f"{source}: in `axes.{group}.{axis}[{i}]`")
 
     trials = []
-    science_combos = [dict(zip(science, combo, strict=True)) for combo in itertools.product(*science.values())]
-    nuisance_combos = [dict(zip(nuisance, combo, strict=True)) for combo in itertools.product(*nuisance.values())]
+
+    def settings(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        """Every combination of the axes' values as {field: value} (a joined axis sets all its fields)."""
+        combos = itertools.product(*([axis_setting(axis, v) for v in values] for axis, values in axes.items()))
+        return [{k: v for part in combo for k, v in part.items()} for combo in combos]
+
+    science_combos, nuisance_combos = settings(science), settings(nuisance)
     for nuisance_values in nuisance_combos:  # seed-major: the first trials cover every cell
         for cell in science_combos:
             axis_values = {**cell, **nuisance_values}
@@ -127,7 +140,7 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
 
 def check_axes(config: SweepConfig, trainer: TrainerSpec, source: str) -> None:
     """Rules that span sections: where seeds go, owned fields, and keys set in two places."""
-    science, nuisance = config.axes.science, config.axes.nuisance
+    science, nuisance = config.axes.science_fields(), config.axes.nuisance
 
     def fail(message: str) -> None:
         raise SweepConfigError(f"{source}: {message}. {NOTHING_DONE}")
@@ -138,6 +151,9 @@ def check_axes(config: SweepConfig, trainer: TrainerSpec, source: str) -> None:
             f"`axes.nuisance.seed` is required (found {where}): seeds are the nuisance axis of every pool; "
             "add e.g. `nuisance: {seed: {start: 0, stop: 8}}` under `axes`"
         )
+    twice = sorted({field for field in science if science.count(field) > 1})
+    if twice:
+        fail(f"`{twice[0]}` is set by two science axes; give it in one axis (a joined axis like `model+width` counts)")
     for place, keys in (("base", config.base), ("axes.science", science), ("axes.nuisance", nuisance)):
         for key in keys:
             owner = trainer.owners.get(key)

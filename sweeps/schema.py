@@ -51,10 +51,16 @@ class Axes(Section):
 
     science: dict[str, list[Any]] = {}
     """Axes the study compares (e.g. width, curriculum, task): field -> list of values. Each combination of
-    science values is one cell of the summary table; its seeds are pooled into one success rate."""
+    science values is one cell of the summary table; its seeds are pooled into one success rate. Fields joined
+    by `+` vary together instead of in a product: `model+width: [[f17, 96], [k15, 24]]` is two cells, each
+    model at its own width."""
     nuisance: dict[str, list[Any]] = {}
     """Axes pooled within a cell (tuning playbook: nuisance hyperparameters). `seed` is required here, as a
     list of integers or {start, stop}."""
+
+    def science_fields(self) -> list[str]:
+        """The run fields the science axes set, joined axes split: the cell columns of the summary table."""
+        return [field for axis in self.science for field in axis_fields(axis)]
 
     @field_validator("science", "nuisance", mode="before")
     @classmethod
@@ -72,10 +78,34 @@ class Axes(Section):
                 )
             if not values:
                 raise ValueError(f"axis `{field}` is an empty list; give at least one value or remove the axis")
+            fields = axis_fields(field)
+            if len(fields) > 1:
+                if info.field_name != "science" or len(set(fields)) != len(fields) or not all(fields):
+                    raise ValueError(
+                        f"axis `{field}` joins fields with `+`; only a science axis may, each field once "
+                        "(e.g. `model+width: [[f17, 96], [k15, 24]]`)"
+                    )
+                bad = next((v for v in values if not isinstance(v, list) or len(v) != len(fields)), None)
+                if bad is not None:
+                    raise ValueError(
+                        f"axis `{field}` has the value {bad!r}; each value of a joined axis lists one value per "
+                        f"field ({len(fields)}: {', '.join(fields)}), e.g. `{field}: [{[f'<{f}>' for f in fields]}]`"
+                    )
             duplicates = sorted({repr(v) for v in values if values.count(v) > 1})
             if duplicates:
                 raise ValueError(f"axis `{field}` lists {duplicates[0]} twice; give each value once")
         return out
+
+
+def axis_fields(axis: str) -> list[str]:
+    """The run fields an axis sets: `width` -> [width]; a joined axis `model+width` -> [model, width]."""
+    return [field.strip() for field in axis.split("+")]
+
+
+def axis_setting(axis: str, value: Any) -> dict[str, Any]:
+    """What one value of an axis sets: {width: 96}, or for `model+width` and [f17, 96] {model: f17, width: 96}."""
+    fields = axis_fields(axis)
+    return dict(zip(fields, value, strict=True)) if len(fields) > 1 else {axis: value}
 
 
 def seed_list(values: Any) -> Any:

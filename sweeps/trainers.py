@@ -123,7 +123,8 @@ def check_rl_sweep(sweep: SweepConfig, source: str) -> None:
     """Settings the RL trainer cannot honour are errors, not silently ignored: a success rule other than gym's,
     and test lengths set anywhere but `success.length`."""
     success = sweep.success
-    places = (("base", sweep.base), ("axes.science", sweep.axes.science), ("axes.nuisance", sweep.axes.nuisance))
+    science = sweep.axes.science_fields()
+    places = (("base", sweep.base), ("axes.science", science), ("axes.nuisance", sweep.axes.nuisance))
     rule = (
         "trainer `rl` judges success by gym's rule only: solved when the mean reward of the last 100 episodes "
         "reaches `success.threshold` (0 = each env's registered threshold), while `success.length` sets the "

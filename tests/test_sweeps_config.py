@@ -64,6 +64,26 @@ def test_bare_names_resolve_to_the_shipped_configs():
 
 
 # --- expansion and keys ------------------------------------------------------------------------------------
+def test_a_joined_axis_varies_its_fields_together(tmp_path):
+    science = {"model+width": [["f17", 6], ["k15", 4]], "dropout": [0.0, 0.1]}
+    values = with_changes(axes__science=science, base__bins=[5, 7])  # F17's bins within tiny's lengths
+    path = tmp_path / "joined.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    sweep = load_sweep(str(path))
+    assert sweep.science_axes == ["model", "width", "dropout"]
+    cells = [tuple(t.cell.items()) for t in sweep.trials if t.seed == 0]
+    assert cells == [
+        (("model", "f17"), ("width", 6), ("dropout", 0.0)),
+        (("model", "f17"), ("width", 6), ("dropout", 0.1)),
+        (("model", "k15"), ("width", 4), ("dropout", 0.0)),
+        (("model", "k15"), ("width", 4), ("dropout", 0.1)),
+    ]
+    assert len(sweep.trials) == 8
+    for trial in sweep.trials:
+        assert (trial.run_config["model"], trial.run_config["width"]) == (trial.cell["model"], trial.cell["width"])
+        assert set(trial.axis_values) == {"model", "width", "dropout", "seed"}
+
+
 def test_tiny_expands_seed_major_with_resources_and_rule_applied():
     sweep = load_sweep("tiny")
     assert [(t.cell["width"], t.seed) for t in sweep.trials] == [(4, 0), (6, 0), (4, 1), (6, 1)]
@@ -188,6 +208,26 @@ MALFORMED = [
     ("malformed YAML", "name: tiny\naxes: [unclosed\n", ["not valid YAML"]),
     ("top level is a list", "- name: tiny\n", ["expected a mapping"]),
     ("key given twice", "name: tiny\nname: other\n", ["key `name` appears twice"]),
+    (
+        "joined axis value of the wrong size",
+        with_changes(axes__science={"model+width": [["f17", 6], ["k15"]]}),
+        ["`model+width`", "one value per field (2: model, width)"],
+    ),
+    (
+        "field in two science axes",
+        with_changes(axes__science={"model+width": [["f17", 6]], "width": [4, 6]}),
+        ["`width` is set by two science axes"],
+    ),
+    (
+        "joined nuisance axis",
+        with_changes(axes__nuisance={"seed": [0], "lr+batch_size": [[0.1, 8]]}),
+        ["only a science axis may"],
+    ),
+    (
+        "joined axis with a bad value",
+        with_changes(axes__science={"model+width": [["f18", 6]]}, base__bins=[5, 7]),
+        ["axes.science.model+width[0]", "'f18'"],
+    ),
 ]
 
 
