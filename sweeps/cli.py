@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--restart",
         action="store_true",
-        help="ignore earlier results of this pool: retire its trial runs in MLflow and rerun every trial from step 0",
+        help="ignore earlier results of this pool: retire every trial run of its experiment in MLflow "
+        "(earlier versions of the config included) and rerun every trial from step 0",
     )
     status = commands.add_parser("status", help="progress of a sweep from its MLflow record")
     status.add_argument("config", help="a sweep YAML path or a name in sweeps/configs")

@@ -284,8 +284,9 @@ def run_sweep(
             raise SweepConfigError(f"cannot open the MLflow store {uri}: {exc.message}") from None
         pool_keys = {t.key for t in sweep.trials}
         runs = store.trial_runs()
+        stale = sorted(k for k in runs if k not in pool_keys)
         if restart:
-            retired = [run for key, run in runs.items() if key in pool_keys]
+            retired = list(runs.values())  # this pool's runs and those of earlier versions of its config
             for run in retired:
                 store.client.delete_run(run.info.run_id)
             if retired:
@@ -293,7 +294,13 @@ def run_sweep(
                     f"--restart: {len(retired)} earlier trial runs of this pool moved to MLflow's deleted runs "
                     "(kept until `mlflow gc`); every trial runs again from step 0."
                 )
-            runs = {k: r for k, r in runs.items() if k not in pool_keys}
+            runs = {}
+        elif stale:
+            say(
+                f"note: {len(stale)} trial runs in experiment `{sweep.name}` match no trial of this config (an "
+                "earlier version of it?); they stay, and the analysis pools them with this config's runs by their "
+                "axis values. `--restart` retires them with the rest."
+            )
         finished = {k for k, r in runs.items() if r.info.status == "FINISHED" and k in pool_keys}
         todo = [t for t in sweep.trials if t.key not in finished]
         successes_before = sum(runs[k].data.metrics.get("success", 0) == 1 for k in finished)

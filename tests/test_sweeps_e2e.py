@@ -105,6 +105,24 @@ def test_rerun_is_a_no_op_and_a_grown_pool_runs_only_the_new_trials(tiny_sweep, 
     assert "0/3" in summary or "1/3" in summary or "2/3" in summary or "3/3" in summary, "summary covers 3 seeds"
 
 
+def test_runs_of_an_earlier_config_are_noted_and_retired_by_restart(tiny_sweep, make_sweep, tmp_path, capsys):
+    directory, _, code, _ = tiny_sweep
+    assert code == 0
+    capsys.readouterr()
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(directory / "mlflow.db", db)
+    old = {r.info.run_id for r in child_runs(db)}
+    changed = make_sweep(budget={"steps": 40})  # another budget: new trial keys, the old runs match none
+    assert main(["run", str(changed)]) == 0
+    assert "note: 4 trial runs in experiment `tiny` match no trial of this config" in capsys.readouterr().out
+    assert len(child_runs(db)) == 8
+    assert main(["run", str(changed), "--restart"]) == 0
+    assert "--restart: 8 earlier trial runs" in capsys.readouterr().out
+    fresh = child_runs(db)
+    assert len(fresh) == 4 and not old & {r.info.run_id for r in fresh}
+    assert {r.data.tags["trial_key"] for r in fresh} == {t.key for t in load_sweep(str(changed)).trials}
+
+
 def driver(path: Path, address: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
