@@ -68,7 +68,7 @@ def numpy_state_to_torch(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def numpy_state_from_torch(state: dict[str, Any]) -> dict[str, Any]:
-    key = state["state"]["key"].numpy().astype(np.uint32)
+    key = state["state"]["key"].cpu().numpy().astype(np.uint32)
     return {**state, "state": {"key": key, "pos": int(state["state"]["pos"])}}
 
 
