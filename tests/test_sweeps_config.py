@@ -42,6 +42,16 @@ def test_the_bmul_pools_compare_the_two_models_on_equal_terms():
     assert f_cfg["width"] == k_cfg["width"] * k_cfg["height"], "the same numbers of state per cell"
 
 
+def test_the_gpu_bmul_pool_is_f17s_recipe_with_the_laptop_pools_test():
+    laptop, gpu = load_sweep("bmul_f17"), load_sweep("bmul_f17_gpu")
+    cfg = gpu.trials[0].run_config
+    assert cfg["bins"] == [8, 12, 16, 20, 25, 28, 31, 36, 41] and cfg["max_length"] == 41
+    assert cfg["device"] == "cuda" and 0 < gpu.config.resources.gpu < 1
+    assert len(gpu.trials) >= 16
+    for key in ("model", "task", "width", "batch_size", "success_length", "success_threshold", "success_metric"):
+        assert cfg[key] == laptop.trials[0].run_config[key], key
+
+
 def test_smoke_and_big_models_have_the_promised_shape():
     smoke = load_sweep("smoke")
     assert len(smoke.trials) >= 8 and len(smoke.config.axes.science["width"]) == 2
