@@ -65,39 +65,52 @@ def counts_table(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 @dataclass(frozen=True)
 class SuccessRule:
     """Success: `metric` at test length `length` below `threshold` at `hold` consecutive evaluations (P16:
-    seq_error < 0.01 at length 201, held once, i.e. 'ever below')."""
+    seq_error < 0.01 at length 201, held once, i.e. 'ever below') and, with `confirm`, below it again on that
+    many fresh examples tested at the deciding evaluation (the trainer's success_confirm)."""
 
     metric: str = "seq_error"
     threshold: float = 0.01
     length: int = 201
     hold: int = 1
+    confirm: int = 0
 
     def __post_init__(self) -> None:
         if self.metric not in ("seq_error", "digit_error"):
             raise ValueError(f"SuccessRule.metric is {self.metric!r}; use seq_error or digit_error")
         if not 0 < self.threshold <= 1:
             raise ValueError(f"SuccessRule.threshold is {self.threshold}; use a fraction in (0, 1]")
-        if self.hold < 1 or self.length < 3:
-            raise ValueError(f"SuccessRule needs hold >= 1 and length >= 3, got hold={self.hold}, length={self.length}")
+        if self.hold < 1 or self.length < 3 or self.confirm < 0:
+            raise ValueError(
+                "SuccessRule needs hold >= 1, length >= 3 and confirm >= 0, got "
+                f"hold={self.hold}, length={self.length}, confirm={self.confirm}"
+            )
 
     @property
     def curve(self) -> str:
         """The logged curve the rule reads, in the trainer's spelling (e.g. eval/seq_error@201)."""
         return f"eval/{self.metric}@{self.length}"
 
+    @property
+    def confirm_curve(self) -> str:
+        """The logged curve of the confirmation tests (e.g. confirm/seq_error@201)."""
+        return f"confirm/{self.metric}@{self.length}"
+
     def describe(self) -> str:
-        return f"{self.metric}@{self.length} < {self.threshold:g}" + (f" held {self.hold}x" if self.hold > 1 else "")
+        held = f" held {self.hold}x" if self.hold > 1 else ""
+        confirmed = f" confirmed on {self.confirm}" if self.confirm else ""
+        return f"{self.metric}@{self.length} < {self.threshold:g}{held}{confirmed}"
 
 
 def rule_from_params(params: dict) -> SuccessRule | None:
-    """The rule a run recorded in its params (success_metric, success_threshold, success_length, success_hold);
-    None when a run has no such params (e.g. an RL run, whose rule is its own)."""
+    """The rule a run recorded in its params (success_metric, success_threshold, success_length, success_hold,
+    success_confirm); None when a run has no such params (e.g. an RL run, whose rule is its own)."""
     try:
         return SuccessRule(
             metric=str(params["success_metric"]),
             threshold=float(params["success_threshold"]),
             length=int(params["success_length"]),
             hold=int(params.get("success_hold", 1) or 1),
+            confirm=int(params.get("success_confirm", 0) or 0),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -110,17 +123,30 @@ def rules_named(trials: pd.DataFrame) -> str:
     return "; ".join(sorted(trials["rule"].dropna().astype(str).unique())) or "recorded rule"
 
 
-def first_success_step(steps: np.ndarray, values: np.ndarray, threshold: float, hold: int) -> float:
+def first_success_step(
+    steps: np.ndarray, values: np.ndarray, threshold: float, hold: int, confirmations: dict | None = None
+) -> float:
     """Step at which `values < threshold` has held for `hold` consecutive evaluations; NaN if never.
 
     steps, values: (n_evals,), sorted by step. Hand example: values [0.5, 0.0, 0.2, 0.0, 0.0] at steps
     [1, 2, 3, 4, 5] with threshold 0.01 gives 2 for hold 1 and 5 for hold 2.
+    confirmations: {step: value} of the confirmation tests, for a rule with `confirm`: the deciding step counts
+    only if its confirmation is below the threshold too, else the streak restarts (as the trainer does); with
+    confirmations {2: 0.05, 4: 0.0}, the example gives 4 for hold 1. A deciding step without a confirmation is a
+    ValueError: the curves cannot say whether the rule held there.
     """
     streak = 0
     for step, value in zip(steps, values, strict=True):
         streak = streak + 1 if value < threshold else 0
-        if streak >= hold:
+        if streak < hold:
+            continue
+        if confirmations is None:
             return float(step)
+        if step not in confirmations:
+            raise ValueError(f"no confirmation test was logged at step {step:g}")
+        if confirmations[step] < threshold:
+            return float(step)
+        streak = 0
     return math.nan
 
 
@@ -143,6 +169,8 @@ def rejudge(trials: pd.DataFrame, curves: pd.DataFrame, rule: SuccessRule) -> pd
     """
     points = curves[curves["metric"] == rule.curve].sort_values(["run_id", "step"])
     by_run = {run_id: group for run_id, group in points.groupby("run_id", sort=False)}
+    checks = curves[curves["metric"] == rule.confirm_curve]
+    checks_by_run = {run_id: dict(zip(g["step"], g["value"], strict=True)) for run_id, g in checks.groupby("run_id")}
     wall = curves[curves["metric"] == "time/wall_s"]
     wall_by_run = {run_id: group for run_id, group in wall.groupby("run_id", sort=False)}
     out = trials.copy()
@@ -155,9 +183,22 @@ def rejudge(trials: pd.DataFrame, curves: pd.DataFrame, rule: SuccessRule) -> pd
             if row.stop_reason in ("max_steps", "max_minutes", "no_progress", "success"):
                 unjudged.append(row.run_id)
         else:
-            step = first_success_step(
-                run_points["step"].to_numpy(), run_points["value"].to_numpy(), rule.threshold, rule.hold
-            )
+            confirmations = checks_by_run.get(row.run_id, {}) if rule.confirm else None
+            try:
+                step = first_success_step(
+                    run_points["step"].to_numpy(),
+                    run_points["value"].to_numpy(),
+                    rule.threshold,
+                    rule.hold,
+                    confirmations,
+                )
+            except ValueError as exc:
+                raise ValueError(
+                    f"rule {rule.describe()} cannot judge run {row.run_id}: {exc} ({rule.confirm_curve}). "
+                    "Confirmation tests run only where the run's own rule passed, so a rule with `confirm` can "
+                    "re-judge only runs recorded with that rule; re-judge with confirm=0, or load the "
+                    f"{rule.confirm_curve} curve with load_curves if it was left out."
+                ) from None
         passed = not math.isnan(step)
         success.append(passed)
         steps_to_success.append(step)

@@ -172,6 +172,10 @@ class TrainConfig:
     """Run the success test only once the training error at max_length is below this (P16)."""
     success_hold: int = 1
     """Consecutive passing success tests needed (1 = P16's 'ever below')."""
+    success_confirm: int = 0
+    """Fresh examples of a confirmation test run when the rule first holds; success only if it passes too
+    (0 = none). A 64-example test passes a model with 5% real error 4% of the time; 256 fresh examples almost
+    never do, and the confirmation costs only at the rare passes."""
 
     # --- runtime ---------------------------------------------------------------------------------------------
     report_every: int = 50
@@ -307,6 +311,7 @@ class TrainConfig:
             "max_steps",
             "patience_steps",
             "max_minutes",
+            "success_confirm",
             "pull_start",
             "pull_limit",
             "grad_noise_scale",

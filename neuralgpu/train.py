@@ -309,17 +309,33 @@ class Trainer:
             self.model, self.cfg.task, length, examples, self.rngs.eval, self.cfg.eval_chunk, self.device
         )
 
-    def success_test(self) -> bool:
-        """Run the success rule's test once; returns True when the rule now holds (P16: ever below)."""
+    def success_test(self) -> None:
+        """Run the success rule's test once and judge it."""
         cfg, progress = self.cfg, self.progress
         row = self.evaluate(cfg.success_length, cfg.eval_batch)
         progress.pending_eval[f"eval/seq_error@{row['length']}"] = row["seq_error"]
         progress.pending_eval[f"eval/digit_error@{row['length']}"] = row["digit_error"]
+        self.judge(row)
+
+    def judge(self, row: dict[str, float]) -> None:
+        """Apply the success rule to one test at success_length: success once `success_hold` consecutive tests
+        pass (P16: one, 'ever below') and, with `success_confirm`, a test on that many fresh examples passes
+        too; a failed confirmation restarts the streak. Logged as confirm/<metric>@<length>."""
+        cfg, progress = self.cfg, self.progress
+        if progress.steps_to_success is not None:
+            return
         passed = row[cfg.success_metric] < cfg.success_threshold
         progress.success_streak = progress.success_streak + 1 if passed else 0
-        if progress.success_streak >= cfg.success_hold and progress.steps_to_success is None:
-            progress.steps_to_success = progress.step
-        return progress.steps_to_success is not None
+        if progress.success_streak < cfg.success_hold:
+            return
+        if cfg.success_confirm:
+            check = self.evaluate(cfg.success_length, cfg.success_confirm)
+            progress.pending_eval[f"confirm/seq_error@{cfg.success_length}"] = check["seq_error"]
+            progress.pending_eval[f"confirm/digit_error@{cfg.success_length}"] = check["digit_error"]
+            if check[cfg.success_metric] >= cfg.success_threshold:
+                progress.success_streak = 0
+                return
+        progress.steps_to_success = progress.step
 
     def periodic_eval(self) -> None:
         cfg = self.cfg
@@ -455,13 +471,16 @@ class Trainer:
         cfg = self.cfg
         if diverged:
             return
-        if cfg.success_length not in cfg.eval_lengths and self.progress.steps_to_success is None:
-            self.success_test()
         pending = self.progress.pending_eval
+        # A success test that ran at this very step has been judged; the final evaluation neither repeats it
+        # nor judges it twice (that would count one test twice towards success_hold or retry a confirmation).
+        tested = f"eval/seq_error@{cfg.success_length}" in pending
+        if cfg.success_length not in cfg.eval_lengths and not tested:
+            self.success_test()
         for length in cfg.eval_lengths:
             if f"eval/seq_error@{length}" in pending:
-                # A success test ran at this very step: keep its result, so the logged curve shows the test
-                # that decided the run (re-judging from the record must agree with the recorded success).
+                # Keep that test's result, so the logged curve shows the test that decided the run
+                # (re-judging from the record must agree with the recorded success).
                 row = {
                     "length": length,
                     "seq_error": pending[f"eval/seq_error@{length}"],
@@ -470,16 +489,13 @@ class Trainer:
                 }
             else:
                 row = self.evaluate(length, cfg.eval_batch)
+                if length == cfg.success_length:
+                    # The final test at the success length is a success test like any other (P16: "ever").
+                    self.judge(row)
             row["step"] = self.progress.step
             self.eval_table.append(row)
-            self.progress.pending_eval[f"eval/seq_error@{length}"] = row["seq_error"]
-            self.progress.pending_eval[f"eval/digit_error@{length}"] = row["digit_error"]
-            if length == cfg.success_length and self.progress.steps_to_success is None:
-                # The final test at the success length is a success test like any other (P16: "ever").
-                passed = row[cfg.success_metric] < cfg.success_threshold
-                self.progress.success_streak = self.progress.success_streak + 1 if passed else 0
-                if self.progress.success_streak >= cfg.success_hold:
-                    self.progress.steps_to_success = self.progress.step
+            pending[f"eval/seq_error@{length}"] = row["seq_error"]
+            pending[f"eval/digit_error@{length}"] = row["digit_error"]
         if cfg.probes:
             self.probe_table = run_probes(
                 self.model,

@@ -69,9 +69,14 @@ class Sweep:
         return self.config.axes.science_fields()
 
 
-def trial_key(trainer: str, run_config: dict[str, Any]) -> str:
-    """16 hex digits of SHA-256 over canonical JSON: equal configs give equal keys on any machine."""
-    canonical = json.dumps({"trainer": trainer, "run": run_config}, sort_keys=True, separators=(",", ":"))
+def trial_key(trainer: str, run_config: dict[str, Any], later_fields: dict[str, Any] | None = None) -> str:
+    """16 hex digits of SHA-256 over canonical JSON: equal configs give equal keys on any machine.
+
+    later_fields: run fields added after pools were recorded, with the value that keeps the earlier behaviour
+    (TrainerSpec.later_fields); left out of the hash at that value, so an upgrade keeps every recorded key."""
+    later = later_fields or {}
+    hashed = {k: v for k, v in run_config.items() if k not in later or v != later[k]}
+    canonical = json.dumps({"trainer": trainer, "run": hashed}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -127,7 +132,7 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
             run_config = build(axis_values, f"{source}: in the trial {axis_values}")
             trials.append(
                 Trial(
-                    key=trial_key(trainer.name, run_config),
+                    key=trial_key(trainer.name, run_config, trainer.later_fields),
                     index=len(trials),
                     # List-valued axes (a task curriculum) label their cell as "bmul>qmul>mul": hashable, readable.
                     cell={k: ">".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in cell.items()},

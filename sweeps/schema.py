@@ -170,7 +170,8 @@ class SuccessRule(Section):
     Trainer `rl` has one rule, gym's 'solved': `metric: reward_mean100` (required), success when the mean
     reward of the last 100 episodes reaches `threshold` (reward_threshold; 0 = each env's registered
     threshold); `length` is the input length of the held-out greedy test at the end of each trial
-    (eval_lengths, logged as eval/seq_error@L), which does not decide success; `hold` and `gate` do not apply."""
+    (eval_lengths, logged as eval/seq_error@L), which does not decide success; `hold`, `confirm` and `gate` do
+    not apply."""
 
     metric: str = "seq_error"
     """seq_error or digit_error (success_metric); reward_mean100 for trainer rl."""
@@ -180,6 +181,9 @@ class SuccessRule(Section):
     """Test length of the rule (success_length); rl: length of the final held-out test."""
     hold: Annotated[int, Field(ge=1)] = 1
     """Consecutive passing tests needed (success_hold; 1 = P16's 'ever below')."""
+    confirm: Annotated[int, Field(ge=0)] = 0
+    """Fresh examples of a confirmation test run when the rule first holds; success only if it passes too
+    (success_confirm; 0 = none). Guards a small test's lucky pass at the cost of one larger test per pass."""
     gate: float | None = None
     """Run the test only once the training error at max_length is below this (success_gate; trainer default
     when unset)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sweeps.schema import SweepConfig, SweepConfigError
@@ -29,6 +29,9 @@ class TrainerSpec:
     """The success rule in words, for the dry run."""
     check_sweep: Callable[[SweepConfig, str], None] = lambda sweep, source: None
     """Rules on the sweep's sections that the run config cannot express (raises SweepConfigError)."""
+    later_fields: dict[str, Any] = field(default_factory=dict)
+    """Run fields added after pools were recorded -> the value that keeps the earlier behaviour. Trial keys
+    leave a field out at that value, so pools recorded before it existed keep their keys (and resume)."""
     step_unit: str = "steps"
     """What the trainer's `step`, `budget.steps` and `steps_to_success` count."""
     unavailable: str = ""
@@ -55,6 +58,7 @@ def neuralgpu_owned_fields(sweep: SweepConfig) -> dict[str, Any]:
         "success_threshold": success.threshold,
         "success_length": success.length,
         "success_hold": success.hold,
+        "success_confirm": success.confirm,
         "patience_steps": sweep.stopping.patience_steps if sweep.stopping else 0,
         # One torch thread per CPU a trial holds: same threads as a CLI run gives bit-identical numbers.
         "threads": max(1, math.floor(resources.cpu)),
@@ -67,7 +71,8 @@ def neuralgpu_owned_fields(sweep: SweepConfig) -> dict[str, Any]:
 
 def neuralgpu_success(sweep: SweepConfig) -> str:
     rule = sweep.success
-    return f"{rule.metric} < {rule.threshold:g} at length {rule.length} (hold {rule.hold})"
+    confirm = f", confirmed on {rule.confirm} fresh examples" if rule.confirm else ""
+    return f"{rule.metric} < {rule.threshold:g} at length {rule.length} (hold {rule.hold}{confirm})"
 
 
 NEURALGPU_OWNERS = {
@@ -77,6 +82,7 @@ NEURALGPU_OWNERS = {
     "success_threshold": "success.threshold",
     "success_length": "success.length",
     "success_hold": "success.hold",
+    "success_confirm": "success.confirm",
     "success_gate": "success.gate",
     "patience_steps": "stopping.patience_steps",
     "threads": "resources.cpu",
@@ -136,6 +142,9 @@ def check_rl_sweep(sweep: SweepConfig, source: str) -> None:
     elif success.hold != 1:
         problem = f"`success.hold` is {success.hold}, but {rule}; its 100-episode window is already the hold"
         fix = "remove `success.hold`"
+    elif success.confirm:
+        problem = f"`success.confirm` is {success.confirm}, but {rule}; there is no test to confirm"
+        fix = "remove `success.confirm`"
     elif success.gate is not None:
         problem = f"`success.gate` is {success.gate:g}, but {rule}; there is no gate before it"
         fix = "remove `success.gate`"
@@ -167,6 +176,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         owners=NEURALGPU_OWNERS,
         tag_fields=("seed", "width", "curriculum", "task"),
         describe_success=neuralgpu_success,
+        later_fields={"success_confirm": 0},
     ),
     "rl": TrainerSpec(
         name="rl",

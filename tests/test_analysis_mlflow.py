@@ -28,8 +28,9 @@ from neuralgpu.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "analysis-pool"
-# A loose success rule (digit error < 0.3 at length 9) so that some of these 60-step runs succeed and some do not.
-# success_length is not in eval_lengths, so the logged eval/digit_error@9 points are exactly the success tests.
+# A loose success rule (digit error < 0.3 at length 9) so that some of these 60-step runs succeed and some do not,
+# confirmed on 16 fresh examples. success_length is not in eval_lengths, so the logged eval/digit_error@9 points
+# are exactly the success tests (and confirm/digit_error@9 their confirmations).
 BASE = dict(
     task="badd",
     max_length=7,
@@ -46,6 +47,7 @@ BASE = dict(
     success_threshold=0.3,
     success_length=9,
     success_gate=1.0,
+    success_confirm=16,
     probes=True,  # carry chains 1, 2, 4 at length 11: milliseconds (the default goes to length 193)
     probe_carries=[1, 2, 4],
     probe_examples=8,
@@ -184,7 +186,7 @@ def test_load_trials_has_one_row_per_trial_and_every_outcome(pool):
     assert crashed["mlflow_status"] == "FAILED" and crashed["stop_reason"] == "error"
     interrupted = trials[trials["outcome"] == "censored"].iloc[0]
     assert interrupted["mlflow_status"] == "KILLED" and interrupted["steps"] == 10
-    assert set(trials["rule"]) == {"digit_error@9 < 0.3"}
+    assert set(trials["rule"]) == {"digit_error@9 < 0.3 confirmed on 16"}
     assert {"eval/seq_error@11", "eval/digit_error@13", "train/loss"} <= set(trials.columns)
 
 
@@ -208,11 +210,17 @@ def test_bulk_curves_equal_the_per_run_history(pool):
 # --- re-judging -------------------------------------------------------------------------------------------------
 def test_rejudging_with_the_recorded_rule_reproduces_the_recorded_outcomes(pool):
     trials = load.load_trials(pool.experiment, pool.uri)
-    curves = load.load_curves(trials, ["eval/digit_error@9", "time/wall_s"])
-    again = outcomes.rejudge(trials, curves, outcomes.SuccessRule("digit_error", 0.3, 9))
+    curves = load.load_curves(trials, ["eval/digit_error@9", "confirm/digit_error@9", "time/wall_s"])
+    recorded = outcomes.rule_from_params(trials.iloc[0].to_dict())
+    assert recorded == outcomes.SuccessRule("digit_error", 0.3, 9, confirm=16)
+    again = outcomes.rejudge(trials, curves, recorded)
     assert list(again["outcome"]) == list(trials["outcome"])
     assert np.array_equal(again["steps_to_success"].fillna(-1), trials["steps_to_success"].fillna(-1))
     assert 0 < again["success"].sum() < 12  # the pool holds both successes and failures
+    # Every success had its confirmation logged at its step, and passed it.
+    checks = curves[curves["metric"] == "confirm/digit_error@9"].set_index(["run_id", "step"])["value"]
+    for row in again[again["success"]].itertuples():
+        assert checks[(row.run_id, row.steps_to_success)] < 0.3
 
 
 def test_a_stricter_rule_censors_runs_the_recorded_rule_stopped(pool):
@@ -239,7 +247,7 @@ def test_tables_keep_every_run(pool):
     ):
         assert table["n_runs"].sum() == 15
         assert (table[list(outcomes.COUNT_COLUMNS)].sum(axis=1) == table["n_runs"]).all()
-        assert set(table["rule"]) == {"digit_error@9 < 0.3"}
+        assert set(table["rule"]) == {"digit_error@9 < 0.3 confirmed on 16"}
 
 
 # --- failure modes: recorded probe tables, saved models -----------------------------------------------------------

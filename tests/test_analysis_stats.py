@@ -58,6 +58,44 @@ def test_first_success_step_holds_for_k_evaluations():
     assert math.isnan(outcomes.first_success_step(steps, np.full(5, 0.01), 0.01, 1))  # 0.01 is not below 0.01
 
 
+def test_a_confirmed_rule_counts_a_pass_only_where_its_confirmation_passed():
+    steps, values = np.array([1, 2, 3, 4, 5]), np.array([0.5, 0.0, 0.2, 0.0, 0.0])
+    assert outcomes.first_success_step(steps, values, 0.01, 1, {2: 0.05, 4: 0.0}) == 4
+    assert outcomes.first_success_step(steps, values, 0.01, 1, {2: 0.0}) == 2
+    # hold 2: the failed confirmation at 5 restarts the streak, so nothing is left to pass.
+    assert math.isnan(outcomes.first_success_step(steps, values, 0.01, 2, {5: 0.02}))
+    with pytest.raises(ValueError, match="no confirmation test was logged at step 2"):
+        outcomes.first_success_step(steps, values, 0.01, 1, {4: 0.0})
+
+
+def test_rejudging_a_confirmed_rule_reads_the_confirmation_curve():
+    trials = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "mlflow_status": "FINISHED",
+            "stop_reason": ["success", "max_steps"],
+            "steps": [30, 40],
+            "wall_time_s": [3.0, 4.0],
+        }
+    )
+    points = [("a", "eval/seq_error@401", s, v) for s, v in ((10, 0.0), (20, 0.5), (30, 0.0))]
+    points += [("a", "confirm/seq_error@401", 10, 0.02), ("a", "confirm/seq_error@401", 30, 0.0)]
+    points += [("b", "eval/seq_error@401", s, v) for s, v in ((20, 0.0), (40, 0.3))]
+    points += [("b", "confirm/seq_error@401", 20, 0.1)]
+    points += [(r, "time/wall_s", s, s / 10) for r, last in (("a", 30), ("b", 40)) for s in range(10, last + 1, 10)]
+    curves = pd.DataFrame(points, columns=["run_id", "metric", "step", "value"])
+    rule = outcomes.SuccessRule(length=401, confirm=256)
+    judged = outcomes.rejudge(trials, curves, rule)
+    assert judged["success"].tolist() == [True, False]
+    assert judged["steps_to_success"].tolist()[0] == 30 and math.isnan(judged["steps_to_success"].tolist()[1])
+    assert judged["wall_to_event_s"].tolist() == [3.0, 4.0]
+    # Without the confirmation, both pass at their first test.
+    assert outcomes.rejudge(trials, curves, outcomes.SuccessRule(length=401))["steps_to_success"].tolist() == [10, 20]
+    unconfirmed = curves[curves["metric"] != "confirm/seq_error@401"]
+    with pytest.raises(ValueError, match="only runs recorded with that rule"):
+        outcomes.rejudge(trials, unconfirmed, rule)
+
+
 def test_success_rule_names_itself_and_checks_its_fields():
     assert outcomes.SuccessRule().describe() == "seq_error@201 < 0.01"
     assert outcomes.SuccessRule("digit_error", 0.001, 401, 3).describe() == "digit_error@401 < 0.001 held 3x"
@@ -66,6 +104,10 @@ def test_success_rule_names_itself_and_checks_its_fields():
         outcomes.SuccessRule(metric="loss")
     params = {"success_metric": "seq_error", "success_threshold": 0.01, "success_length": 201, "success_hold": 1}
     assert outcomes.rule_from_params(params) == outcomes.SuccessRule()
+    confirmed = outcomes.rule_from_params({**params, "success_confirm": "256"})
+    assert confirmed == outcomes.SuccessRule(confirm=256)
+    assert confirmed.describe() == "seq_error@201 < 0.01 confirmed on 256"
+    assert confirmed.confirm_curve == "confirm/seq_error@201"
     assert outcomes.rule_from_params({"seed": 1}) is None
 
 

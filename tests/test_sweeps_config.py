@@ -11,6 +11,7 @@ import yaml
 from sweeps.cli import main
 from sweeps.expand import load_sweep, trial_key
 from sweeps.schema import CONFIG_DIR, SweepConfigError, resolve_config_path
+from sweeps.trainers import get_trainer
 
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
@@ -50,6 +51,7 @@ def test_the_gpu_bmul_pool_is_f17s_recipe_with_the_laptop_pools_test():
     assert len(gpu.trials) >= 16
     for key in ("model", "task", "width", "batch_size", "success_length", "success_threshold", "success_metric"):
         assert cfg[key] == laptop.trials[0].run_config[key], key
+    assert cfg["success_confirm"] == cfg["eval_batch"] == 256  # a lucky pass of one test is re-tested
 
 
 def test_smoke_and_big_models_have_the_promised_shape():
@@ -107,10 +109,23 @@ def test_tiny_expands_seed_major_with_resources_and_rule_applied():
 def test_trial_key_is_a_pure_function_of_trainer_and_resolved_config():
     sweep = load_sweep("tiny")
     trial = sweep.trials[0]
-    assert trial.key == trial_key("neuralgpu", dict(trial.run_config))
+    assert trial.key == trial_key("neuralgpu", dict(trial.run_config), get_trainer("neuralgpu").later_fields)
     assert trial.key == load_sweep("tiny").trials[0].key, "stable across loads"
     assert trial_key("neuralgpu", {**trial.run_config, "lr": 0.002}) != trial.key
     assert trial_key("rl", trial.run_config) != trial.key
+
+
+def test_a_field_added_later_keeps_the_keys_of_pools_recorded_before_it(make_sweep):
+    """success_confirm came after pools were recorded: at its neutral value the key is the one computed without
+    the field (so those pools resume and are not re-run), and set, it makes new trials."""
+    trial = load_sweep("tiny").trials[0]
+    assert trial.run_config["success_confirm"] == 0
+    before = {k: v for k, v in trial.run_config.items() if k != "success_confirm"}
+    assert trial.key == trial_key("neuralgpu", before)
+    confirmed = load_sweep(str(make_sweep(success={"threshold": 0.01, "length": 11, "confirm": 64}))).trials[0]
+    assert confirmed.run_config["success_confirm"] == 64
+    assert confirmed.key != trial.key
+    assert confirmed.key == trial_key("neuralgpu", confirmed.run_config)
 
 
 def test_growing_a_pool_keeps_the_old_keys(make_sweep):

@@ -110,6 +110,7 @@ MISUSE = [
     ),
     ("hold", rl_values(success={**SUCCESS, "hold": 3}), ["`success.hold` is 3", "remove `success.hold`"]),
     ("gate", rl_values(success={**SUCCESS, "gate": 0.15}), ["`success.gate` is 0.15", "remove `success.gate`"]),
+    ("confirm", rl_values(success={**SUCCESS, "confirm": 64}), ["`success.confirm` is 64", "remove `success.confirm`"]),
     (
         "negative reward threshold",
         rl_values(success={**SUCCESS, "threshold": -1}),

@@ -129,6 +129,57 @@ def test_report_metrics_are_namespaced():
     assert result.final_metrics["eval/seq_error@9"] == result.eval_table[0]["seq_error"]
 
 
+def scripted_evaluations(trainer, seq_errors):
+    """Replace the trainer's tests by a script of sequence errors; returns the (length, examples) asked for."""
+    asked = []
+
+    def evaluate(length, examples):
+        asked.append((length, examples))
+        error = seq_errors.pop(0)
+        return {"length": length, "seq_error": error, "digit_error": error / 10, "examples": examples}
+
+    trainer.evaluate = evaluate
+    return asked
+
+
+def test_a_pass_counts_only_once_fresh_examples_confirm_it():
+    trainer = Trainer(tiny_config(success_confirm=32), report=None, checkpoint_dir=None)
+    # (test, confirmation) at steps 10 and 30, the test alone at 20: 0.0 passes, 0.05 and 0.2 fail.
+    asked = scripted_evaluations(trainer, [0.0, 0.05, 0.2, 0.0, 0.0])
+    for step in (10, 20, 30):
+        trainer.progress.step = step
+        trainer.success_test()
+        if step == 10:
+            assert trainer.progress.steps_to_success is None
+            assert trainer.progress.pending_eval["confirm/seq_error@9"] == 0.05
+    assert trainer.progress.steps_to_success == 30
+    assert asked == [(9, 8), (9, 32), (9, 8), (9, 8), (9, 32)]
+    assert trainer.progress.pending_eval["confirm/seq_error@9"] == 0.0
+
+
+def test_hold_counts_each_test_once_and_confirms_only_the_deciding_pass():
+    trainer = Trainer(tiny_config(success_hold=2, success_confirm=16), report=None, checkpoint_dir=None)
+    asked = scripted_evaluations(trainer, [0.0, 0.0, 0.0])
+    trainer.progress.step = 10
+    trainer.success_test()
+    assert asked == [(9, 8)]  # one pass of two: nothing to confirm yet
+    trainer.progress.step = 20
+    trainer.success_test()
+    assert trainer.progress.steps_to_success == 20
+    assert asked == [(9, 8), (9, 8), (9, 16)]
+
+    # A run that ends at a step whose success test passed once: the final evaluation reuses that test and does
+    # not count it a second time towards the hold.
+    trainer = Trainer(tiny_config(success_hold=2), report=None, checkpoint_dir=None)
+    asked = scripted_evaluations(trainer, [0.0])
+    trainer.progress.step = 40
+    trainer.success_test()
+    trainer.final_eval(diverged=False)
+    assert asked == [(9, 8)]
+    assert trainer.progress.steps_to_success is None
+    assert trainer.eval_table == [{"length": 9, "seq_error": 0.0, "digit_error": 0.0, "examples": 8, "step": 40}]
+
+
 def test_length_curriculum_counts_only_current_lengths_and_advances():
     curriculum = LengthCurriculum(min_length=3, start_length=6, max_length=8, threshold=0.15)
     curriculum.record(7, 1.0)  # longer than the current length: not counted
