@@ -161,11 +161,9 @@ def rejudge(trials: pd.DataFrame, curves: pd.DataFrame, rule: SuccessRule) -> pd
     error naming the runs and the lengths they did log, never a silent failure. Diverged, crashed and
     interrupted runs keep their outcome unless their curve shows the rule held before they stopped.
 
-    Caveat of the record: when success_length is also in eval_lengths (the trainer's default: 201 in
-    (201, 401)), a run that stops at its success logs one eval/<metric>@<success_length> point at that step, and
-    it is the final evaluation's value (a fresh sample), which overwrites the passing success test's. Re-judging
-    the recorded rule can then disagree with the recorded success at that step; pools whose success_length is not
-    an eval length are re-judged exactly (tests/test_analysis_mlflow.py).
+    When success_length is also an eval length, a run that stops at its success logs one point at that length
+    and step: the deciding test, which the final evaluation keeps rather than re-sampling (tests/test_train.py),
+    so re-judging with the recorded rule reproduces the recorded success (tests/test_analysis_mlflow.py).
     """
     points = curves[curves["metric"] == rule.curve].sort_values(["run_id", "step"])
     by_run = {run_id: group for run_id, group in points.groupby("run_id", sort=False)}
