@@ -531,7 +531,9 @@ def train(
 
 # --- command line ----------------------------------------------------------------------------------------
 def progress_line(metrics: dict[str, float]) -> str:
-    evals = " ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items() if k.startswith("eval/seq"))
+    evals = " ".join(
+        f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items() if k.startswith(("eval/seq", "confirm/seq"))
+    )
     return (
         f"step {int(metrics['step']):>6}  len {int(metrics['curriculum/length']):>3}  "
         f"loss {metrics['train/loss']:.4f}  seq_err {metrics['train/seq_error']:.3f}  "
