@@ -13,6 +13,8 @@ nor MLflow. Metric names (stable; the analysis relies on them):
     time/wall_s               wall time of training and evaluation (summed across resumes)
     eval/seq_error@train      sequence error at the current curriculum length (dropout off), every eval_every
     eval/seq_error@L          sequence error at test length L; eval/digit_error@L likewise
+    confirm/seq_error@L       the confirmation test (success_confirm fresh examples) of a passing success test at
+                              length L, at that step; confirm/digit_error@L likewise
     success                   1 once the success rule held, else 0
     steps_to_success          the step at which it first held
 
