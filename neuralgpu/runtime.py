@@ -146,10 +146,11 @@ def build_parser(config_cls: type, prog: str, description: str) -> Parser:
     return parser
 
 
-def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
-    """The YAML file of `--config` (if any) overridden by the flags given, validated by `config_cls.from_dict`."""
-    values = load_yaml(args.config) if args.config else {}
-    source = args.config or "command line"
+def config_from_args(config_cls: type, args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
+    """The YAML file of `--config`, else the config `saved` in the `--resume` checkpoint (if any), overridden by
+    the flags given, validated by `config_cls.from_dict`."""
+    values = load_yaml(args.config) if args.config else dict(saved or {})
+    source = args.config or (f"{args.resume} (its saved config)" if saved else "command line")
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)}
     values.update({k: v for k, v in flags.items() if v is not None})
     return config_cls.from_dict(values, source=source)
@@ -161,12 +162,16 @@ def run_cli(
     config_cls: type,
     train: Callable[..., Any],
     progress_line: Callable[[dict[str, float]], str],
+    load_checkpoint: Callable[[str], dict[str, Any]],
 ) -> int:
     """A trainer's `main`: parse, train with progress lines on stderr, print the JSON summary on stdout.
-    Bad input (flags, config, checkpoint) is one `error: ...` line on stderr and exit status 2."""
+    `--resume DIR` without `--config` continues with the config saved in DIR (`load_checkpoint(DIR)["config"]`),
+    overridden by the flags given. Bad input (flags, config, checkpoint) is one `error: ...` line on stderr and
+    exit status 2."""
     try:
         args = parser.parse_args(argv)
-        cfg = config_from_args(config_cls, args)
+        saved = load_checkpoint(args.resume)["config"] if args.resume and not args.config else None
+        cfg = config_from_args(config_cls, args, saved)
     except (ArgumentError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -399,10 +399,8 @@ class Trainer:
         return directory
 
     def load(self, directory: str | Path) -> None:
+        state = load_checkpoint(directory, self.device)
         path = Path(directory) / CHECKPOINT_FILE
-        if not path.is_file():
-            raise ConfigError(f"{directory}: no {CHECKPOINT_FILE} to resume from; pass a checkpoint directory.")
-        state = load_state(path, self.device, CHECKPOINT_FORMAT)
         saved = TrainConfig.from_dict(state["config"], source=str(path))
         check_resumable(saved.to_dict(), self.cfg.to_dict(), RESUMABLE_CHANGES, path)
         self.model.load_state_dict(state["model"])
@@ -512,7 +510,25 @@ class Trainer:
 
 
 # Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
-RESUMABLE_CHANGES = {"max_steps", "max_minutes", "report_every", "checkpoint_every", "device", "eval_chunk"}
+# Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only. With
+# stop_on_success off, a run that stopped at its success goes on training (does generalisation keep improving?).
+RESUMABLE_CHANGES = {
+    "max_steps",
+    "max_minutes",
+    "patience_steps",
+    "stop_on_success",
+    "report_every",
+    "checkpoint_every",
+    "device",
+    "eval_chunk",
+}
+
+
+def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{directory}: no {CHECKPOINT_FILE} to resume from; pass a checkpoint directory.")
+    return load_state(path, device, CHECKPOINT_FORMAT)
 
 
 def train(
@@ -546,7 +562,7 @@ def progress_line(metrics: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(TrainConfig, "python -m neuralgpu.train", "Train one Neural GPU for one seed.")
-    return run_cli(argv, parser, TrainConfig, train, progress_line)
+    return run_cli(argv, parser, TrainConfig, train, progress_line, load_checkpoint)
 
 
 if __name__ == "__main__":

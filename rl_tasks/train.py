@@ -625,7 +625,7 @@ def progress_line(metrics: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(RLConfig, "python -m rl_tasks.train", "Train one RL controller for one seed.")
-    return run_cli(argv, parser, RLConfig, train, progress_line)
+    return run_cli(argv, parser, RLConfig, train, progress_line, load_checkpoint)
 
 
 if __name__ == "__main__":

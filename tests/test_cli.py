@@ -75,6 +75,20 @@ def test_flags_override_the_yaml_config(tmp_path, capsys):
     assert summary["steps"] == 10 and summary["stop_reason"] == "max_steps"
 
 
+def test_resume_without_a_config_continues_with_the_saved_one(tmp_path, capsys):
+    checkpoint = tmp_path / "run"
+    assert main(["--task", "copy", "--seed", "3", "--checkpoint-dir", str(checkpoint), *TINY]) == 0
+    first = json.loads(capsys.readouterr().out)
+    # Only the budget is given: task, width and seed come from the checkpoint, not from the defaults.
+    assert main(["--resume", str(checkpoint), "--max-steps", "15", "--quiet"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["config"] == {**first["config"], "max_steps": 15}
+    assert resumed["steps"] == 15
+
+    assert main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "no state.pt to resume from" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [

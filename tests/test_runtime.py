@@ -104,7 +104,10 @@ def cli(argv, config_cls=RLConfig):
         seen.append(cfg)
         return FakeResult(steps=3)
 
-    code = run_cli(argv, build_parser(config_cls, "prog", "test"), config_cls, train, str)
+    def load_checkpoint(directory):
+        raise AssertionError("no --resume in these tests")
+
+    code = run_cli(argv, build_parser(config_cls, "prog", "test"), config_cls, train, str, load_checkpoint)
     return code, seen
 
 

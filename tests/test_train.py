@@ -79,6 +79,21 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
         train(tiny_config(width=5), resume_from=str(tmp_path))
 
 
+def test_a_run_stopped_by_its_success_can_go_on_training(tmp_path):
+    cfg = tiny_config(max_steps=40, curriculum="bins", bins=[5, 7])  # at its longest length from the start
+    first = Trainer(cfg, report=None, checkpoint_dir=str(tmp_path))
+    scripted_evaluations(first, [0.0] * 20)  # every test passes: success at the first one, step 10
+    assert first.run().stop_reason == "success" and first.progress.step == 10
+
+    more = Trainer(cfg.replace(stop_on_success=False), report=None, checkpoint_dir=None)
+    more.load(str(tmp_path))
+    scripted_evaluations(more, [0.0] * 20)
+    result = more.run()
+    assert result.steps == 40 and result.steps_to_success == 10
+    with pytest.raises(ValueError, match="different `lr`"):
+        Trainer(cfg.replace(stop_on_success=False, lr=0.1), report=None, checkpoint_dir=None).load(str(tmp_path))
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path):
     train(tiny_config(max_steps=20), checkpoint_dir=str(tmp_path))
     state = torch.load(tmp_path / "state.pt", weights_only=True)
