@@ -193,7 +193,7 @@ class Trainer:
         self.report = report
         self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
         torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device, fix="use device: auto or cpu")
+        self.device = resolve_device(cfg.device, fix="use device: auto or cpu (`--device cpu` on the command line)")
         self.rngs = seed_everything(cfg.seed)
         self.model = build_model(cfg.model, model_config(cfg)).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)

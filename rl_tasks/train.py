@@ -238,7 +238,7 @@ class Trainer:
         self.report = report
         self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
         torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device, fix="use device: cpu or auto")
+        self.device = resolve_device(cfg.device, fix="use device: cpu or auto (`--device cpu` on the command line)")
         self.rngs = seed_everything(cfg.seed)
         self.env = make_env(cfg.env, **env_kwargs(cfg))
         self.raw = self.env.unwrapped

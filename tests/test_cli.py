@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from neuralgpu.config import ConfigError, TrainConfig, describe_fields
 from neuralgpu.train import main
@@ -47,6 +48,13 @@ def test_bad_arguments_give_one_line_and_exit_2(capsys, argv, expected):
     err = capsys.readouterr().err
     assert expected in err
     assert err.count("\n") == 1 and err.startswith("error: ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_asking_for_cuda_without_it_names_the_flag_that_fixes_it(capsys):
+    assert main(["--device", "cuda", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "torch sees no CUDA device" in err and "`--device cpu`" in err and err.count("\n") == 1
 
 
 def test_yaml_config_errors_name_the_file(tmp_path, capsys):
