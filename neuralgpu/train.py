@@ -509,7 +509,6 @@ class Trainer:
             )
 
 
-# Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
 # Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only. With
 # stop_on_success off, a run that stopped at its success goes on training (does generalisation keep improving?).
 RESUMABLE_CHANGES = {
