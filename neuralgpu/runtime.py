@@ -59,6 +59,17 @@ def load_state(path: Path, device: torch.device | str, expected_format: int) -> 
     return state
 
 
+def load_checkpoint_dir(
+    directory: str | Path, file_name: str, device: torch.device | str, expected_format: int, missing: str
+) -> dict[str, Any]:
+    """`load_state` of the checkpoint `file_name` in `directory`; when it is not there, a ConfigError
+    "DIRECTORY: no FILE_NAME `missing`" (the trainer's hint of what to pass instead)."""
+    path = Path(directory) / file_name
+    if not path.is_file():
+        raise ConfigError(f"{directory}: no {file_name} {missing}")
+    return load_state(path, device, expected_format)
+
+
 def numpy_state_to_torch(state: dict[str, Any]) -> dict[str, Any]:
     """NumPy's global MT19937 state holds an ndarray, which weights_only loading refuses: store a tensor."""
     return {

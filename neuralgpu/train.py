@@ -44,7 +44,7 @@ from neuralgpu.runtime import (
     build_parser,
     check_resumable,
     global_rng_state,
-    load_state,
+    load_checkpoint_dir,
     resolve_device,
     run_cli,
     save_atomic,
@@ -524,10 +524,8 @@ RESUMABLE_CHANGES = {
 
 
 def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    path = Path(directory) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise ConfigError(f"{directory}: no {CHECKPOINT_FILE} to resume from; pass a checkpoint directory.")
-    return load_state(path, device, CHECKPOINT_FORMAT)
+    missing = "to resume from; pass a checkpoint directory."
+    return load_checkpoint_dir(directory, CHECKPOINT_FILE, device, CHECKPOINT_FORMAT, missing)
 
 
 def train(

@@ -49,7 +49,7 @@ from neuralgpu.runtime import (
     build_parser,
     check_resumable,
     global_rng_state,
-    load_state,
+    load_checkpoint_dir,
     resolve_device,
     run_cli,
     save_atomic,
@@ -57,7 +57,7 @@ from neuralgpu.runtime import (
     set_global_rng_state,
 )
 from rl_tasks.agents import ActionCodec, Controller, ControllerConfig
-from rl_tasks.config import ConfigError, RLConfig
+from rl_tasks.config import RLConfig
 from rl_tasks.curriculum import LsaeCurriculum
 from rl_tasks.envs import MAX_MIN_LENGTH, make_env
 from rl_tasks.evaluate import evaluate_length
@@ -577,10 +577,8 @@ class Trainer:
 
 
 def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    path = Path(directory) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise ConfigError(f"{directory}: no {CHECKPOINT_FILE} here; pass a checkpoint directory of rl_tasks.train.")
-    return load_state(path, device, CHECKPOINT_FORMAT)
+    missing = "here; pass a checkpoint directory of rl_tasks.train."
+    return load_checkpoint_dir(directory, CHECKPOINT_FILE, device, CHECKPOINT_FORMAT, missing)
 
 
 # Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
