@@ -21,10 +21,10 @@ import torch
 
 from neuralgpu.config import ConfigError, TrainConfig
 from neuralgpu.evaluate import evaluate_length
-from neuralgpu.model import build_model
 from neuralgpu.probes import run_probes
-from neuralgpu.runtime import load_state, resolve_device
 from neuralgpu.train import CHECKPOINT_FILE, CHECKPOINT_FORMAT, model_config
+from neuralgpu.variants import variant
+from seedcore.runtime import load_state, resolve_device
 
 
 @dataclass
@@ -44,7 +44,7 @@ def load_saved(path: str | Path, device: str = "cpu") -> SavedModel:
     target = resolve_device(device, fix="pass --device cpu")
     state = load_state(file, target, CHECKPOINT_FORMAT)
     cfg = TrainConfig.from_dict(state["config"], source=str(file))
-    model = build_model(cfg.model, model_config(cfg)).to(target)
+    model = variant(cfg.model).build(model_config(cfg)).to(target)
     model.load_state_dict(state["model"])
     model.eval()
     return SavedModel(cfg=cfg, model=model, step=int(state["progress"]["step"]), path=file)

@@ -2,8 +2,9 @@
 
 `TrainConfig` is the single source of truth for a run: the CLI builds its flags from these fields, sweeps
 expand their axes into these fields, and the trainer reads nothing else. Every field has a one-line docstring
-(the string under it); `describe_fields()` turns them into the CLI help. `need_for`, `coerce`, `load_yaml` and
-`describe_fields` are shared with `rl_tasks.config`.
+(the string under it); `seedcore.config.describe_fields` turns them into the CLI help. What every trainer's
+config shares (dict round-trip, coercion, YAML, the budget and runtime rules) is `seedcore.config.RunConfig`; what
+each model variant brings (its recipe for the fields left None, its own rules) is in `neuralgpu.variants`.
 
 Defaults follow the K15/P16 public code (see shared/reference/neural_gpu.md); where the two disagree, the
 field exposes the choice.
@@ -11,51 +12,24 @@ field exposes the choice.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import math
-import re
-import typing
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-import yaml
+from neuralgpu.variants import VARIANTS, variant
+from seedcore.config import ConfigError, RunConfig, check_positive, need_for
 
-
-class ConfigError(ValueError):
-    """Bad run configuration: the message names the key, the source and the fix."""
-
+__all__ = ["ConfigError", "TrainConfig"]
 
 SUCCESS_METRICS = ("seq_error", "digit_error")
 OPTIMIZERS = ("adam", "adamax")
 MEMORY_MODES = ("plain", "checkpoint", "offload")
 PRECISIONS = ("fp32", "bf16")
 
-# Fields left None take the model's own recipe, so `--model f17` alone switches to the F17 training setup.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "k15": {
-        "relax_copies": 6,
-        "dropout": 0.15,
-        "curriculum": "length",
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "lr_decay": 0.98,
-    },
-    "f17": {
-        "relax_copies": 1,
-        "dropout": 0.1,
-        "curriculum": "bins",
-        "optimizer": "adamax",
-        "lr": lambda cfg: 0.01 * 48 / cfg.width,
-        "lr_decay": 0.7,
-    },
-}
-
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
+    cli: ClassVar[str] = "python -m neuralgpu.train"
+
     # --- what to learn -------------------------------------------------------------------------------------
     task: str = "badd"
     """Task name from neuralgpu.tasks.TASKS (badd, qadd, add, bmul, mul, copy, rev, ...)."""
@@ -187,12 +161,12 @@ class TrainConfig:
     threads: int = 1
     """torch CPU threads. Bit-identical metrics need the same value; sweeps give one thread per CPU."""
 
-    def __post_init__(self) -> None:
-        if self.model in MODEL_DEFAULTS:  # an unknown model is reported by validate()
-            for key, default in MODEL_DEFAULTS[self.model].items():
+    def apply_recipe(self) -> None:
+        """Fields left None take the model's own recipe, so `--model f17` alone switches to F17's training setup."""
+        if self.model in VARIANTS:  # an unknown model is reported by validate()
+            for key, default in variant(self.model).recipe.items():
                 if getattr(self, key) is None:
                     setattr(self, key, default(self) if callable(default) else default)
-        self.validate()
 
     # Derived values live next to the parse: computed, never stored in files.
     @property
@@ -201,7 +175,6 @@ class TrainConfig:
 
     def validate(self, source: str = "config") -> None:
         from neuralgpu.curriculum import CURRICULA
-        from neuralgpu.model import MODELS
         from neuralgpu.tasks import TASKS
 
         need = need_for(source)
@@ -211,16 +184,11 @@ class TrainConfig:
             f"is {self.task!r}, not a known task",
             f"use one of {', '.join(sorted(TASKS))}",
         )
-        need(self.model in MODELS, "model", f"is {self.model!r}", f"use one of {', '.join(MODELS)}")
+        need(self.model in VARIANTS, "model", f"is {self.model!r}", f"use one of {', '.join(VARIANTS)}")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"is {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
         need(self.memory in MEMORY_MODES, "memory", f"is {self.memory!r}", f"use one of {', '.join(MEMORY_MODES)}")
         need(self.precision in PRECISIONS, "precision", f"is {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
-        need(
-            self.model != "f17" or self.relax_copies == 1,
-            "relax_copies",
-            f"is {self.relax_copies} with model f17",
-            "F17 shares one weight set: leave relax_copies unset or 1",
-        )
+        variant(self.model).check(self, need)
         need(
             not self.task_curriculum or self.task_curriculum[-1] == self.task,
             "task_curriculum",
@@ -303,9 +271,9 @@ class TrainConfig:
             "order them, with min_length >= 3",
         )
         need(self.batch_size >= 1, "batch_size", f"is {self.batch_size}", "use at least 1")
-        for key in ("lr", "adam_eps", "clip_norm", "lr_decay", "pull_growth", "init_scale", "sigmoid_cutoff"):
-            value = getattr(self, key)
-            need(math.isfinite(value) and value > 0, key, f"is {value}", "use a positive number")
+        check_positive(
+            need, self, ("lr", "adam_eps", "clip_norm", "lr_decay", "pull_growth", "init_scale", "sigmoid_cutoff")
+        )
         need(self.lr_decay <= 1.0, "lr_decay", f"is {self.lr_decay}", "use a factor in (0, 1]")
         for key in (
             "max_steps",
@@ -317,17 +285,9 @@ class TrainConfig:
             "grad_noise_scale",
         ):
             need(getattr(self, key) >= 0, key, f"is {getattr(self, key)}", "use 0 or a positive number")
-        need(
-            self.max_steps > 0 or self.max_minutes > 0,
-            "max_steps",
-            "and max_minutes are both 0, so the run would never end",
-            "set a step or minute budget",
-        )
         for key in (
             "advance_every",
             "eval_every",
-            "report_every",
-            "checkpoint_every",
             "eval_batch",
             "eval_chunk",
             "success_hold",
@@ -358,110 +318,4 @@ class TrainConfig:
             f"is {list(self.eval_lengths)}",
             "give one or more lengths >= 3",
         )
-        need(
-            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
-            "device",
-            f"is {self.device!r}",
-            "use auto, cpu, cuda or cuda:N",
-        )
-        need(self.threads >= 1, "threads", f"is {self.threads}", "use at least 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types only (lists, not tuples) so the dict survives YAML, JSON and MLflow params."""
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = list(value)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build and validate a config; unknown keys and wrong types raise ConfigError naming key and source."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: expected a mapping of config keys, got {type(values).__name__}.")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key `{unknown[0]}`; known keys are {', '.join(known)} "
-                "(see `python -m neuralgpu.train --help`)."
-            )
-        hints = typing.get_type_hints(cls)
-        converted = {key: coerce(key, value, hints[key], source) for key, value in values.items()}
-        try:
-            return cls(**converted)
-        except ConfigError as exc:  # __post_init__ validated under the generic name: name the real source
-            raise ConfigError(f"{source}:{str(exc).removeprefix('config:')}") from None
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-
-def need_for(source: str) -> Callable[[bool, str, str, str], None]:
-    """`need(ok, key, problem, fix)`, which raises ConfigError "{source}: `key` problem; fix." unless ok."""
-
-    def need(ok: bool, key: str, problem: str, fix: str) -> None:
-        if not ok:
-            raise ConfigError(f"{source}: `{key}` {problem}; {fix}.")
-
-    return need
-
-
-def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
-    """Check one value against its field type; ints are accepted for floats, nothing else is converted."""
-
-    def wrong(expected: str) -> ConfigError:
-        return ConfigError(f"{source}: `{key}` should be {expected}, got {value!r} ({type(value).__name__}).")
-
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise wrong("true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong("an integer")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise wrong("a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise wrong("a string")
-        return value
-    if type(None) in typing.get_args(hint):  # X | None: None means "the model's default"
-        if value is None:
-            return None
-        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return coerce(key, value, inner, source)
-    if typing.get_origin(hint) is tuple:
-        element = typing.get_args(hint)[0]
-        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, element) for v in value):
-            raise wrong(f"a list of {'integers' if element is int else 'strings'}")
-        return tuple(value)
-    raise TypeError(f"no coercion for field type {hint!r}")  # a programming error, not bad input
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with safe_load; errors name the file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); check the path.") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax at the position shown.") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(values).__name__}.")
-    return values
-
-
-def describe_fields(config_cls: type = TrainConfig) -> dict[str, str]:
-    """Field name -> its one-line docstring (the string under each field of the config dataclass)."""
-    source = inspect.getsource(config_cls)
-    docs = dict(re.findall(r"^\s{4}(\w+): [^\n]*\n\s{4}\"\"\"(.*?)\"\"\"", source, flags=re.M | re.S))
-    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(config_cls)}
+        self.validate_run(need)

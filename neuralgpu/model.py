@@ -3,7 +3,8 @@
 K15: Kaiser & Sutskever 2015, arXiv 1511.08228, as extended by Price et al. 2016, arXiv 1611.00736.
 F17: Freivalds & Liepins 2017, "Improving the Neural GPU Architecture for Algorithm Learning", arXiv 1702.08727.
 
-Only modules and their config live here: no I/O, no training loop. `forward` returns logits, plus the loss when
+Only modules and their config live here: no I/O, no training loop; `neuralgpu.variants` names each model with its
+training recipe. `forward` returns logits, plus the loss when
 targets are given. K15's mental image is (B, m, h, n) = (batch, maps, height, length), so the 3x3 convolutions
 run over (height, length) exactly as K15's 2-D convolution over h x n; F17's state is (B, m, n).
 
@@ -304,11 +305,3 @@ class ImprovedNeuralGPU(nn.Module):
         """Multiply-add FLOPs (2 per MAC) of the DCGRU convolutions for one example of this length."""
         m, k = self.cfg.width, self.cfg.kernel
         return 2 * (3 * m) * m * k * length * length
-
-
-MODELS = {"k15": NeuralGPU, "f17": ImprovedNeuralGPU}
-
-
-def build_model(name: str, cfg: ModelConfig) -> nn.Module:
-    """The model variant selected by config (see neuralgpu.config.MODELS)."""
-    return MODELS[name](cfg)

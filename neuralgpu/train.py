@@ -23,13 +23,10 @@ Usage: python -m neuralgpu.train --task badd --width 24 --seed 0 [--config run.y
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,43 +35,21 @@ import torch
 from neuralgpu.config import ConfigError, TrainConfig
 from neuralgpu.curriculum import LengthCurriculum, TaskCurriculum, make_curriculum
 from neuralgpu.evaluate import error_rates, evaluate_length
-from neuralgpu.model import ModelConfig, build_model
+from neuralgpu.model import ModelConfig
 from neuralgpu.probes import run_probes
-from neuralgpu.runtime import (
-    build_parser,
-    check_resumable,
-    global_rng_state,
-    load_checkpoint_dir,
-    resolve_device,
-    run_cli,
-    save_atomic,
-    seed_globals,
-    set_global_rng_state,
-)
 from neuralgpu.tasks import VOCAB_SIZE, get_task, random_batch, tough_batch
+from neuralgpu.variants import variant
+from seedcore.cli import build_parser, run_cli
+from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
+from seedcore.loop import seed_everything as seed_streams
 
-Report = Callable[[dict[str, float], str | None], None]
-CHECKPOINT_FILE = "state.pt"
-CHECKPOINT_FORMAT = 1
+__all__ = ["CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "Report", "TrainResult", "Trainer", "main", "train"]
 
 
 @dataclass
-class TrainResult:
-    success: bool
-    steps_to_success: int | None
-    stop_reason: str
-    """success, max_steps, max_minutes, no_progress or diverged."""
-    steps: int
-    wall_time_s: float
-    final_metrics: dict[str, float]
-    eval_table: list[dict[str, float]] = field(default_factory=list)
-    """Error per test length at the end of the run."""
+class TrainResult(RunResult):
     probe_table: list[dict] = field(default_factory=list)
     """Failure probes at the end of the run (neuralgpu.probes): carry chains, equal stretches, structured inputs."""
-    diverged_step: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -89,8 +64,7 @@ class Generators:
 def seed_everything(seed: int) -> Generators:
     """Seed Python, NumPy's global state, torch (CPU and CUDA: dropout, init, gradient noise) and return the
     run's own example generators."""
-    seed_globals(seed)
-    return Generators(data=np.random.default_rng([seed, 0]), eval=np.random.default_rng([seed, 1]))
+    return seed_streams(seed, Generators)
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
@@ -117,13 +91,6 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
 def adamax_beta2(step: int) -> float:
     """F17's AdaMax schedule: beta2 = 1 - max(0.0005, 0.01 * 0.5^(step / 2000))."""
     return 1.0 - max(0.0005, 0.01 * 0.5 ** (step / 2000))
-
-
-def dropout_rate(cfg: TrainConfig, length: int) -> float:
-    """k15 (P16): keep = 1 - dropout * 8 / length, so short examples get more (capped below 1); f17: fixed."""
-    if cfg.model == "f17":
-        return cfg.dropout
-    return min(cfg.dropout * 8.0 / length, 0.9)
 
 
 def gradient_noise_std(cfg: TrainConfig, step: int, seq_error: float) -> float:
@@ -161,14 +128,11 @@ class Window:
 
 
 @dataclass
-class Progress:
+class Progress(LoopProgress):
     """Trainer state besides model, optimiser, curriculum and RNGs; all of it goes into a checkpoint."""
 
-    step: int = 0
     lr: float = 0.0
     pull: float = 0.0
-    wall_s: float = 0.0
-    last_advance_step: int = 0
     check_losses: list[float] = field(default_factory=list)
     """Mean training loss of each curriculum-check window, for the LR decay rule."""
     check_loss_sum: float = 0.0
@@ -180,22 +144,35 @@ class Progress:
     recent_seq_error: float = 1.0
     """Training sequence error of the last step, for the gradient-noise schedule."""
     success_streak: int = 0
-    steps_to_success: int | None = None
     window: Window = field(default_factory=Window)
-    pending_eval: dict[str, float] = field(default_factory=dict)
 
 
-class Trainer:
-    """Holds one run's state; `run()` is the plain top-to-bottom loop. Use `train()` from outside."""
+class Trainer(LoopTrainer):
+    """One Neural GPU run: its model, step, curriculum, evaluation and success rule; the loop is seedcore's."""
+
+    result_class = TrainResult
+    window_class = Window
+    # Budgets and bookkeeping only. With stop_on_success off, a run that stopped at its success goes on training
+    # (does generalisation keep improving?).
+    resumable = frozenset(
+        {
+            "max_steps",
+            "max_minutes",
+            "patience_steps",
+            "stop_on_success",
+            "report_every",
+            "checkpoint_every",
+            "device",
+            "eval_chunk",
+        }
+    )
+    save_cuda_rng = True
 
     def __init__(self, cfg: TrainConfig, report: Report | None, checkpoint_dir: str | None):
-        self.cfg = cfg
-        self.report = report
-        self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
-        torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device, fix="use device: auto or cpu (`--device cpu` on the command line)")
+        super().__init__(cfg, report, checkpoint_dir)
         self.rngs = seed_everything(cfg.seed)
-        self.model = build_model(cfg.model, model_config(cfg)).to(self.device)
+        self.variant = variant(cfg.model)
+        self.model = self.variant.build(model_config(cfg)).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.schedule = TaskCurriculum(
             list(cfg.task_curriculum or [cfg.task]),
@@ -207,9 +184,8 @@ class Trainer:
         self.progress = Progress(
             lr=cfg.lr,
             pull=cfg.pull_start if cfg.relax_copies > 1 else 0.0,
-            saturation_weight=cfg.saturation_weight_max if cfg.model == "f17" else 0.0,
+            saturation_weight=self.variant.initial_aux_weight(cfg),
         )
-        self.eval_table: list[dict[str, float]] = []
         self.probe_table: list[dict] = []
         if cfg.precision == "bf16" and self.device.type != "cuda":
             raise ConfigError("config: `precision` bf16 needs a CUDA device; use precision: fp32 on a CPU.")
@@ -242,9 +218,9 @@ class Trainer:
         for length in lengths:
             inputs, targets = self.batch(task, length)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                logits, loss = self.model(inputs, targets, dropout=dropout_rate(cfg, length))
+                logits, loss = self.model(inputs, targets, dropout=self.variant.dropout_rate(cfg, length))
             losses.append(loss)
-            saturations.append(getattr(self.model, "saturation_cost", loss.new_zeros(())))
+            saturations.append(self.variant.auxiliary_loss(self.model, loss))
             errors.append((length, *error_rates(logits.detach().argmax(dim=-1), targets)))
         loss = torch.stack(losses).mean()
         if not torch.isfinite(loss):
@@ -299,10 +275,11 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = progress.lr
         progress.check_losses = [*progress.check_losses[-2:], window_loss]
-        if cfg.model == "f17" and progress.check_saturation_sum > 0:
-            # F17: re-set the weight so the weighted saturation cost is about lr x the loss, capped.
-            raw = progress.check_saturation_sum / progress.check_loss_steps
-            progress.saturation_weight = min(max(window_loss / raw * progress.lr, 1e-20), cfg.saturation_weight_max)
+        if progress.check_saturation_sum > 0:
+            window_aux = progress.check_saturation_sum / progress.check_loss_steps
+            progress.saturation_weight = self.variant.adapt_aux_weight(
+                cfg, progress.saturation_weight, window_loss, window_aux, progress.lr
+            )
         progress.check_loss_sum, progress.check_loss_steps, progress.check_saturation_sum = 0.0, 0, 0.0
 
     # --- every eval_every steps ---------------------------------------------------------------------------
@@ -366,111 +343,41 @@ class Trainer:
             out["steps_to_success"] = progress.steps_to_success
         return out
 
-    def emit(self, checkpoint: bool) -> None:
-        metrics = self.metrics()
-        self.progress.window = Window()
-        self.progress.pending_eval = {}
-        # Saved after the window reset, so a resumed run starts its next window exactly where this one does.
-        path = self.save(self.checkpoint_dir) if checkpoint and self.checkpoint_dir else None
-        if self.report is not None:
-            self.report(metrics, str(path) if path else None)
+    def extra_state(self) -> dict[str, Any]:
+        return {"curriculum": self.schedule.state_dict(), "probe_table": self.probe_table}
 
-    def state_dict(self) -> dict[str, Any]:
-        progress = dataclasses.asdict(self.progress)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "curriculum": self.schedule.state_dict(),
-            "progress": progress,
-            "eval_table": self.eval_table,
-            "probe_table": self.probe_table,
-            "rng": {
-                **global_rng_state(cuda=True),
-                "data": self.rngs.data.bit_generator.state,
-                "eval": self.rngs.eval.bit_generator.state,
-            },
-        }
-
-    def save(self, directory: Path) -> Path:
-        """Write the full training state atomically (a killed writer never leaves a torn checkpoint)."""
-        save_atomic(self.state_dict(), directory / CHECKPOINT_FILE)
-        return directory
-
-    def load(self, directory: str | Path) -> None:
-        state = load_checkpoint(directory, self.device)
-        path = Path(directory) / CHECKPOINT_FILE
-        saved = TrainConfig.from_dict(state["config"], source=str(path))
-        check_resumable(saved.to_dict(), self.cfg.to_dict(), RESUMABLE_CHANGES, path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_extra(self, state: dict[str, Any]) -> None:
         self.schedule.load_state_dict(state["curriculum"])
-        progress = dict(state["progress"])
-        progress["window"] = Window(**progress["window"])
-        self.progress = Progress(**progress)
-        self.eval_table = list(state["eval_table"])
         self.probe_table = list(state["probe_table"])
-        rng = state["rng"]
-        set_global_rng_state(rng)
-        self.rngs.data.bit_generator.state = rng["data"]
-        self.rngs.eval.bit_generator.state = rng["eval"]
 
     # --- the loop -----------------------------------------------------------------------------------------
-    def stop_reason(self) -> str | None:
+    def advance(self) -> int | None:
         cfg, progress = self.cfg, self.progress
-        if cfg.stop_on_success and progress.steps_to_success is not None:
-            return "success"
-        if cfg.max_steps and progress.step >= cfg.max_steps:
-            return "max_steps"
-        if cfg.max_minutes and progress.wall_s >= cfg.max_minutes * 60:
-            return "max_minutes"
-        stalled = progress.step - progress.last_advance_step
-        if cfg.patience_steps and not self.curriculum.at_max and stalled >= cfg.patience_steps:
-            return "no_progress"
+        loss = self.train_step()
+        if not math.isfinite(loss):
+            return progress.step + 1
+        if progress.step % cfg.advance_every == 0:
+            self.curriculum_check()
+        if progress.step % cfg.eval_every == 0:
+            self.periodic_eval()
         return None
 
-    def run(self) -> TrainResult:
-        cfg, progress = self.cfg, self.progress
-        diverged_step = None
-        reason = self.stop_reason()
-        while reason is None:
-            started = time.perf_counter()
-            loss = self.train_step()
-            if not math.isfinite(loss):
-                diverged_step, reason = progress.step + 1, "diverged"
-                break
-            if progress.step % cfg.advance_every == 0:
-                self.curriculum_check()
-            if progress.step % cfg.eval_every == 0:
-                self.periodic_eval()
-            # The minute budget and time/wall_s count evaluation too: they are what a pool pays for.
-            progress.wall_s += time.perf_counter() - started
-            reason = self.stop_reason()
-            if progress.step % cfg.report_every == 0 and reason is None:
-                self.emit(checkpoint=progress.step % cfg.checkpoint_every == 0)
-        started = time.perf_counter()
-        self.final_eval(diverged=reason == "diverged")
-        progress.wall_s += time.perf_counter() - started
-        final_metrics = {k: v for k, v in self.metrics().items() if not k.startswith("train/")}
-        self.emit(checkpoint=True)
-        return TrainResult(
-            success=progress.steps_to_success is not None,
-            steps_to_success=progress.steps_to_success,
-            stop_reason="success" if progress.steps_to_success is not None and reason != "diverged" else reason,
-            steps=progress.step,
-            wall_time_s=progress.wall_s,
-            final_metrics=final_metrics,
-            eval_table=self.eval_table,
-            probe_table=self.probe_table,
-            diverged_step=diverged_step,
-        )
+    def curriculum_at_max(self) -> bool:
+        return self.curriculum.at_max
+
+    def result_extras(self) -> dict[str, Any]:
+        return {"probe_table": self.probe_table}
 
     def final_eval(self, diverged: bool) -> None:
-        """Error at every test length (skipped after divergence: the weights are not a model)."""
+        """Error at every test length (skipped after divergence: the weights are not a model); its time counts in
+        time/wall_s, as the periodic evaluations' does."""
+        started = time.perf_counter()
+        if not diverged:
+            self.test_lengths()
+        self.progress.wall_s += time.perf_counter() - started
+
+    def test_lengths(self) -> None:
         cfg = self.cfg
-        if diverged:
-            return
         pending = self.progress.pending_eval
         # A success test that ran at this very step has been judged; the final evaluation neither repeats it
         # nor judges it twice (that would count one test twice towards success_hold or retry a confirmation).
@@ -509,23 +416,7 @@ class Trainer:
             )
 
 
-# Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only. With
-# stop_on_success off, a run that stopped at its success goes on training (does generalisation keep improving?).
-RESUMABLE_CHANGES = {
-    "max_steps",
-    "max_minutes",
-    "patience_steps",
-    "stop_on_success",
-    "report_every",
-    "checkpoint_every",
-    "device",
-    "eval_chunk",
-}
-
-
-def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    missing = "to resume from; pass a checkpoint directory."
-    return load_checkpoint_dir(directory, CHECKPOINT_FILE, device, CHECKPOINT_FORMAT, missing)
+load_checkpoint = Trainer.load_checkpoint
 
 
 def train(
@@ -538,10 +429,7 @@ def train(
     `checkpoint` is the directory of a complete checkpoint written just now (every `cfg.checkpoint_every`
     steps and at the end, when `checkpoint_dir` is given), else None. `resume_from` continues a checkpoint
     exactly."""
-    trainer = Trainer(cfg, report, checkpoint_dir)
-    if resume_from:
-        trainer.load(resume_from)
-    return trainer.run()
+    return Trainer.train(cfg, report, checkpoint_dir, resume_from)
 
 
 # --- command line ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""One typed, validated config per RL training run (mirrors neuralgpu.config: same errors, same coercion).
+"""One typed, validated config per RL training run (a `seedcore.config.RunConfig`, like neuralgpu's).
 
 `RLConfig` is the single source of truth for a run: the CLI builds its flags from these fields, sweeps expand
 their axes into them, and the trainer reads nothing else. Every field has a one-line docstring (the string under
@@ -9,18 +9,16 @@ where it gives a value; otherwise they are what solved Copy and DuplicatedInput 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
-import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from neuralgpu.config import ConfigError, coerce, load_yaml, need_for
-from neuralgpu.config import describe_fields as describe_config_fields
 from rl_tasks import ENV_NAMES
+from rl_tasks.learners import LEARNERS
+from seedcore.config import ConfigError, RunConfig, check_positive, load_yaml, need_for
+from seedcore.config import describe_fields as describe_config_fields
 
-AGENTS = ("qlearning", "reinforce")
+AGENTS = tuple(LEARNERS)
 CONTROLLERS = ("gru", "lstm", "ff")
 OUTPUT_MODES = ("split", "joint")
 Q_TARGETS = ("watkins", "one_step")
@@ -32,7 +30,12 @@ __all__ = ["ConfigError", "RLConfig", "describe_fields", "load_yaml"]
 
 
 @dataclass
-class RLConfig:
+class RLConfig(RunConfig):
+    cli: ClassVar[str] = "python -m rl_tasks.train"
+    step_budget: ClassVar[str] = "max_episodes"
+    patience: ClassVar[str] = "patience_episodes"
+    step_unit: ClassVar[str] = "episode"
+
     # --- what to learn -------------------------------------------------------------------------------------
     env: str = "Copy"
     """Environment name (rl_tasks/<env>-v0): Copy, DuplicatedInput, RepeatCopy, Reverse, ReversedAddition, ..."""
@@ -135,9 +138,6 @@ class RLConfig:
     threads: int = 1
     """torch CPU threads. Bit-identical metrics need the same value; sweeps give one thread per CPU."""
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     # Derived values live next to the parse: computed, never stored in files.
     @property
     def gamma(self) -> float | None:
@@ -173,9 +173,7 @@ class RLConfig:
             value = getattr(self, key)
             need(0.0 <= value <= 1.0, key, f"is {value}", "use a probability in [0, 1]")
         need(0.0 < self.reinforce_gamma <= 1.0, "reinforce_gamma", f"is {self.reinforce_gamma}", "use (0, 1]")
-        for key in ("lr", "clip_norm"):
-            value = getattr(self, key)
-            need(math.isfinite(value) and value > 0, key, f"is {value}", "use a positive number")
+        check_positive(need, self, ("lr", "clip_norm"))
         for key in (
             "epsilon_decay_episodes",
             "q_penalty",
@@ -188,13 +186,7 @@ class RLConfig:
         ):
             value = getattr(self, key)
             need(math.isfinite(value) and value >= 0, key, f"is {value}", "use 0 or a positive number")
-        need(
-            self.max_episodes > 0 or self.max_minutes > 0,
-            "max_episodes",
-            "and max_minutes are both 0, so the run would never end",
-            "set an episode or minute budget",
-        )
-        for key in ("batch_episodes", "lsae_step", "lsae_window", "eval_examples", "report_every", "checkpoint_every"):
+        for key in ("batch_episodes", "lsae_step", "lsae_window", "eval_examples"):
             need(getattr(self, key) >= 1, key, f"is {getattr(self, key)}", "use a positive integer")
         need(self.lsae_spread >= 0, "lsae_spread", f"is {self.lsae_spread}", "use 0 or a positive integer")
         need(
@@ -209,44 +201,13 @@ class RLConfig:
             f"is {list(self.eval_lengths)}",
             "give one or more positive lengths",
         )
-        need(
-            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
-            "device",
-            f"is {self.device!r}",
-            "use cpu, auto, cuda or cuda:N",
-        )
-        need(self.threads >= 1, "threads", f"is {self.threads}", "use at least 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types only (lists, not tuples) so the dict survives YAML, JSON and MLflow params."""
-        out = dataclasses.asdict(self)
-        out["eval_lengths"] = list(self.eval_lengths)
-        return out
+        self.validate_run(need)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RLConfig:
-        """Build and validate a config; unknown keys and wrong types raise ConfigError naming key and source."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: expected a mapping of config keys, got {type(values).__name__}.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key `{unknown[0]}`; known keys are {', '.join(known)} "
-                "(see `python -m rl_tasks.train --help`)."
-            )
-        hints = typing.get_type_hints(cls)
-        values = dict(values)
+    def normalise(cls, values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(values.get("discount"), int | float) and not isinstance(values["discount"], bool):
             values["discount"] = repr(float(values["discount"]))  # YAML `discount: 0.9` is a number
-        converted = {key: coerce(key, value, hints[key], source) for key, value in values.items()}
-        try:
-            return cls(**converted)
-        except ConfigError as exc:  # __post_init__ validated under the generic name: name the real source
-            raise ConfigError(f"{source}:{str(exc).removeprefix('config:')}") from None
-
-    def replace(self, **changes: Any) -> RLConfig:
-        return RLConfig.from_dict({**self.to_dict(), **changes})
+        return values
 
 
 def _discount_value(text: str) -> float | None:

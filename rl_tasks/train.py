@@ -33,65 +33,39 @@ Usage: python -m rl_tasks.train --env Copy --agent qlearning --seed 0 [--config 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from neuralgpu.runtime import (
-    build_parser,
-    check_resumable,
-    global_rng_state,
-    load_checkpoint_dir,
-    resolve_device,
-    run_cli,
-    save_atomic,
-    seed_globals,
-    set_global_rng_state,
-)
 from rl_tasks.agents import ActionCodec, Controller, ControllerConfig
 from rl_tasks.config import RLConfig
 from rl_tasks.curriculum import LsaeCurriculum
 from rl_tasks.envs import MAX_MIN_LENGTH, make_env
 from rl_tasks.evaluate import evaluate_length
-from rl_tasks.learners import q_loss, q_penalty, q_targets, reinforce_loss, returns_to_go, symbol_loss
+from rl_tasks.learners import build_learner
+from rl_tasks.learners.base import symbol_loss
+from seedcore.cli import build_parser, run_cli
+from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
+from seedcore.loop import seed_everything as seed_streams
 
-Report = Callable[[dict[str, float], str | None], None]
-CHECKPOINT_FILE = "state.pt"
-CHECKPOINT_FORMAT = 1
+__all__ = ["CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "RLResult", "Report", "Trainer", "main", "train"]
 SOLVED_WINDOW = 100
 """Gym's 'solved': the mean reward over this many consecutive episodes reaches the reward threshold."""
 EASY_START_LENGTH = 12
 """easy_start: carry-free inputs stop once the curriculum length passes this."""
-Q_PENALTY_GATE = 0.95
-"""LSAE turns the Q penalty on once the (validation) accuracy reaches this."""
 
 
 @dataclass
-class RLResult:
-    success: bool
-    steps_to_success: int | None
-    """Episodes before the first solving 100-episode window (gym's 'episodes before solve')."""
-    episodes_to_solve: int | None
-    """The same number, under the RL name."""
-    stop_reason: str
-    """success, max_episodes, max_minutes, no_progress or diverged."""
-    steps: int
-    """Episodes done."""
-    wall_time_s: float
-    final_metrics: dict[str, float]
-    eval_table: list[dict[str, float]] = field(default_factory=list)
-    diverged_step: int | None = None
+class RLResult(RunResult):
+    """`steps` counts episodes; `steps_to_success` is the episodes before the first solving 100-episode window
+    (gym's 'episodes before solve')."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    episodes_to_solve: int | None = None
+    """The same number as steps_to_success, under the RL name."""
 
 
 @dataclass
@@ -110,30 +84,14 @@ class Generators:
 def seed_everything(seed: int) -> Generators:
     """Seed Python, NumPy's global state and torch (weight init), and return the run's own generators. The env
     is seeded by `reset(seed=seed)` on the first episode."""
-    seed_globals(seed)
-    return Generators(
-        act=np.random.default_rng([seed, 0]),
-        curriculum=np.random.default_rng([seed, 1]),
-        eval=np.random.default_rng([seed, 2]),
-    )
+    return seed_streams(seed, Generators)
 
 
 def env_kwargs(cfg: RLConfig) -> dict[str, Any]:
     return {"corrected_time_limit": cfg.corrected_time_limit} if cfg.env.startswith("ReversedAddition") else {}
 
 
-def epsilon_at(cfg: RLConfig, episodes: int, greedy_accuracy: float) -> float:
-    """The behaviour policy's exploration probability (see RLConfig.exploration)."""
-    if cfg.exploration == "constant":
-        return cfg.epsilon
-    if cfg.exploration == "linear":
-        fraction = min(1.0, episodes / cfg.epsilon_decay_episodes) if cfg.epsilon_decay_episodes else 1.0
-        return cfg.epsilon + (cfg.epsilon_final - cfg.epsilon) * fraction
-    # adaptive: explore as much as the greedy policy still fails, so a perfect policy's episodes stay perfect
-    return max(cfg.epsilon_final, cfg.epsilon * (1.0 - greedy_accuracy))
-
-
-def build_controller(cfg: RLConfig, raw_env: Any) -> tuple[Controller, ActionCodec]:
+def build_controller(cfg: RLConfig, raw_env: Any, value_head: bool = False) -> tuple[Controller, ActionCodec]:
     codec = ActionCodec(moves=len(raw_env.MOVEMENTS), base=raw_env.base, split=cfg.output_mode == "split")
     model = Controller(
         ControllerConfig(
@@ -141,7 +99,7 @@ def build_controller(cfg: RLConfig, raw_env: Any) -> tuple[Controller, ActionCod
             codec=codec,
             core=cfg.controller,
             hidden=cfg.hidden,
-            value_head=cfg.agent == "reinforce" and cfg.baseline,
+            value_head=value_head,
         )
     )
     return model, codec
@@ -212,38 +170,47 @@ class Window:
 
 
 @dataclass
-class Progress:
-    """Trainer state besides model, optimiser, env, curriculum and RNGs; all of it goes into a checkpoint."""
+class Progress(LoopProgress):
+    """Trainer state besides model, optimiser, env, curriculum and RNGs; all of it goes into a checkpoint. `step`
+    counts episodes."""
 
-    episodes: int = 0
-    wall_s: float = 0.0
     best_length: int = 0
-    last_advance_episode: int = 0
     recent_rewards: list[float] = field(default_factory=list)
     """Total rewards of the last 100 episodes."""
     greedy_outcomes: list[bool] = field(default_factory=list)
     """Whole-target outcomes of the last 100 exploration-free episodes."""
-    steps_to_success: int | None = None
     window: Window = field(default_factory=Window)
-    pending_eval: dict[str, float] = field(default_factory=dict)
     buffer: list[Episode] = field(default_factory=list)
     """Episodes played since the last gradient step."""
 
 
-class Trainer:
-    """Holds one run's state; `run()` is the plain top-to-bottom loop. Use `train()` from outside."""
+class Trainer(LoopTrainer):
+    """One RL controller run: its env, controller, learner, curriculum and gym's 'solved' rule; the loop is
+    seedcore's (one step = one episode)."""
+
+    result_class = RLResult
+    window_class = Window
+    resumable = frozenset(
+        {
+            "max_episodes",
+            "max_minutes",
+            "patience_episodes",
+            "stop_on_success",
+            "report_every",
+            "checkpoint_every",
+            "device",
+        }
+    )
+    missing_checkpoint = "here; pass a checkpoint directory of rl_tasks.train."
 
     def __init__(self, cfg: RLConfig, report: Report | None, checkpoint_dir: str | None):
-        self.cfg = cfg
-        self.report = report
-        self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
-        torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device, fix="use device: cpu or auto (`--device cpu` on the command line)")
+        super().__init__(cfg, report, checkpoint_dir)
         self.rngs = seed_everything(cfg.seed)
         self.env = make_env(cfg.env, **env_kwargs(cfg))
         self.raw = self.env.unwrapped
         self.reward_threshold = cfg.reward_threshold or float(self.env.spec.reward_threshold)
-        self.model, self.codec = build_controller(cfg, self.raw)
+        self.learner = build_learner(cfg, self.device)
+        self.model, self.codec = build_controller(cfg, self.raw, value_head=self.learner.value_head())
         self.model.to(self.device)
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -257,7 +224,6 @@ class Trainer:
             else None
         )
         self.progress = Progress(best_length=self.curriculum_length())
-        self.eval_table: list[dict[str, float]] = []
 
     # --- curriculum ---------------------------------------------------------------------------------------
     def curriculum_length(self) -> int:
@@ -282,7 +248,7 @@ class Trainer:
     def play_episode(self) -> Episode:
         """One episode with the behaviour policy: epsilon-greedy (Q-learning) or sampled (REINFORCE)."""
         cfg, codec, rng = self.cfg, self.codec, self.rngs.act
-        seed = cfg.seed if self.progress.episodes == 0 else None
+        seed = cfg.seed if self.progress.step == 0 else None
         obs, _ = self.env.reset(seed=seed, options=self.reset_options())
         raw = self.raw
         episode = Episode(
@@ -298,7 +264,7 @@ class Trainer:
             total_reward=0.0,
             target_length=len(raw.target),
         )
-        epsilon = epsilon_at(cfg, self.progress.episodes, self.greedy_accuracy())
+        self.learner.start_episode(self.progress.step, self.greedy_accuracy())
         state = None
         while True:
             obs_t = torch.tensor([episode.obs[-1]], device=self.device)  # (1,)
@@ -306,11 +272,7 @@ class Trainer:
             out, state = self.model.step(obs_t, prev_t, state)
             scores = out.choice[0].double().cpu()
             greedy = int(scores.argmax())
-            if cfg.agent == "qlearning":
-                choice = int(rng.integers(codec.n_choices)) if rng.random() < epsilon else greedy
-            else:
-                probs = torch.softmax(scores, dim=-1).numpy()
-                choice = int(rng.choice(codec.n_choices, p=probs / probs.sum()))
+            choice = self.learner.choose(scores, greedy, rng)
             symbol = int(out.symbol[0].argmax()) if out.symbol is not None else 0
             action = codec.decode(choice, symbol)
             obs, reward, terminated, truncated, info = self.env.step(action)
@@ -351,40 +313,7 @@ class Trainer:
         batch = self.batch_tensors(episodes)
         mask = batch["mask"]
         out, _ = self.model(batch["obs"], batch["prev"])  # choice: (T+1, B, C)
-        parts: dict[str, float] = {}
-        if cfg.agent == "qlearning":
-            best = out.choice.detach().max(-1)
-            max_q = best.values.double().cpu().numpy()  # (T+1, B)
-            # Watkins cuts where the recorded action is not greedy under the current weights (on fresh episodes,
-            # exactly the behaviour policy's exploratory steps).
-            not_greedy = (best.indices[:-1] != batch["choices"]).cpu().numpy()  # (T, B)
-            targets = np.zeros(mask.shape, dtype=np.float64)
-            for b, e in enumerate(episodes):
-                n = len(e.rewards)
-                targets[:n, b] = q_targets(
-                    np.asarray(e.rewards),
-                    np.asarray(e.values_left, dtype=np.float64),
-                    max_q[: n + 1, b],
-                    not_greedy[:n, b],
-                    bootstrap=not e.terminated,
-                    gamma=cfg.gamma,
-                    watkins=cfg.q_target == "watkins",
-                )
-            target_t = torch.from_numpy(targets).to(out.choice.dtype).to(self.device)
-            loss = q_loss(out.choice[:-1], batch["choices"], target_t, mask)
-            parts["train/q_loss"] = float(loss.detach())
-            if cfg.q_penalty > 0 and self.greedy_accuracy() >= Q_PENALTY_GATE:
-                loss = loss + cfg.q_penalty * q_penalty(out.choice[:-1], mask)
-        else:
-            returns = np.zeros(mask.shape, dtype=np.float64)
-            for b, e in enumerate(episodes):
-                returns[: len(e.rewards), b] = returns_to_go(np.asarray(e.rewards), cfg.reinforce_gamma)
-            returns_t = torch.from_numpy(returns).to(out.choice.dtype).to(self.device)
-            baseline = out.value[:-1] if out.value is not None else None
-            loss, reinforce_parts = reinforce_loss(
-                out.choice[:-1], batch["choices"], returns_t, baseline, mask, cfg.normalize_advantage, cfg.entropy_coef
-            )
-            parts.update(reinforce_parts)
+        loss, parts = self.learner.loss(out, batch, episodes, self.greedy_accuracy())
         if out.symbol is not None:
             labels = batch["labels"]
             writes = (labels >= 0).to(mask.dtype) * mask
@@ -407,7 +336,7 @@ class Trainer:
     # --- bookkeeping after each episode --------------------------------------------------------------------
     def record(self, episode: Episode) -> None:
         progress = self.progress
-        progress.episodes += 1
+        progress.step += 1
         progress.window.add_episode(episode)
         progress.recent_rewards = [*progress.recent_rewards[-(SOLVED_WINDOW - 1) :], episode.total_reward]
         if episode.greedy:
@@ -416,13 +345,13 @@ class Trainer:
             self.lsae.record(episode.solved, episode.greedy)
         if self.curriculum_length() > progress.best_length:
             progress.best_length = self.curriculum_length()
-            progress.last_advance_episode = progress.episodes
+            progress.last_advance_step = progress.step
         solved_now = (
             len(progress.recent_rewards) == SOLVED_WINDOW
             and float(np.mean(progress.recent_rewards)) >= self.reward_threshold
         )
         if solved_now and progress.steps_to_success is None:
-            progress.steps_to_success = progress.episodes - SOLVED_WINDOW
+            progress.steps_to_success = progress.step - SOLVED_WINDOW
 
     # --- evaluation -----------------------------------------------------------------------------------------
     def evaluate(self, length: int) -> dict[str, float]:
@@ -438,7 +367,7 @@ class Trainer:
             self.device,
         )
         self.model.train()
-        row["step"] = self.progress.episodes
+        row["step"] = self.progress.step
         for key in ("seq_accuracy", "seq_error", "symbol_accuracy"):
             self.progress.pending_eval[f"eval/{key}@{length}"] = row[key]
         return row
@@ -447,7 +376,7 @@ class Trainer:
     def metrics(self) -> dict[str, float]:
         progress = self.progress
         out: dict[str, float] = {
-            "step": progress.episodes,
+            "step": progress.step,
             **progress.window.means(),
             "episode/reward_mean100": float(np.mean(progress.recent_rewards)) if progress.recent_rewards else 0.0,
             "curriculum/length": self.curriculum_length(),
@@ -456,141 +385,66 @@ class Trainer:
             **progress.pending_eval,
             "success": float(progress.steps_to_success is not None),
         }
-        if self.cfg.agent == "qlearning":
-            out["train/epsilon"] = epsilon_at(self.cfg, progress.episodes, self.greedy_accuracy())
+        out.update(self.learner.metrics(progress.step, self.greedy_accuracy()))
         if progress.steps_to_success is not None:
             out["steps_to_success"] = out["episodes_to_solve"] = progress.steps_to_success
         return out
 
-    def emit(self, checkpoint: bool) -> None:
-        metrics = self.metrics()
-        self.progress.window = Window()
-        self.progress.pending_eval = {}
-        # Saved after the window reset, so a resumed run starts its next window exactly where this one does.
-        path = self.save(self.checkpoint_dir) if checkpoint and self.checkpoint_dir else None
-        if self.report is not None:
-            self.report(metrics, str(path) if path else None)
-
-    def state_dict(self) -> dict[str, Any]:
+    def extra_state(self) -> dict[str, Any]:
         return {
-            "format": CHECKPOINT_FORMAT,
-            "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "lsae": self.lsae.state_dict() if self.lsae is not None else None,
-            "progress": dataclasses.asdict(self.progress),
-            "eval_table": self.eval_table,
             "env": {
                 "np_random": self.raw.np_random.bit_generator.state,
                 "curriculum": self.raw.curriculum_state(),
             },
-            "rng": {
-                **global_rng_state(cuda=False),
-                "act": self.rngs.act.bit_generator.state,
-                "curriculum": self.rngs.curriculum.bit_generator.state,
-                "eval": self.rngs.eval.bit_generator.state,
-            },
         }
 
-    def save(self, directory: Path) -> Path:
-        """Write the full training state atomically (a killed writer never leaves a torn checkpoint)."""
-        save_atomic(self.state_dict(), directory / CHECKPOINT_FILE)
-        return directory
-
-    def load(self, directory: str | Path) -> None:
-        state = load_checkpoint(directory, self.device)
-        path = Path(directory) / CHECKPOINT_FILE
-        saved = RLConfig.from_dict(state["config"], source=str(path))
-        check_resumable(saved.to_dict(), self.cfg.to_dict(), RESUMABLE_CHANGES, path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_extra(self, state: dict[str, Any]) -> None:
         if self.lsae is not None:
             self.lsae.load_state_dict(state["lsae"])
-        progress = dict(state["progress"])
-        progress["window"] = Window(**progress["window"])
-        progress["buffer"] = [Episode(**e) for e in progress["buffer"]]
-        self.progress = Progress(**progress)
-        self.eval_table = list(state["eval_table"])
         self.raw.np_random.bit_generator.state = state["env"]["np_random"]
         self.raw.load_curriculum_state(state["env"]["curriculum"])
-        rng = state["rng"]
-        set_global_rng_state(rng)
-        self.rngs.act.bit_generator.state = rng["act"]
-        self.rngs.curriculum.bit_generator.state = rng["curriculum"]
-        self.rngs.eval.bit_generator.state = rng["eval"]
+
+    def restore_progress(self, saved: dict[str, Any]) -> Progress:
+        saved = dict(saved)
+        # Checkpoints written before the shared loop named the episode count `episodes`.
+        if "episodes" in saved:
+            saved["step"] = saved.pop("episodes")
+            saved["last_advance_step"] = saved.pop("last_advance_episode")
+        saved["buffer"] = [Episode(**e) for e in saved["buffer"]]
+        return super().restore_progress(saved)
 
     # --- the loop -----------------------------------------------------------------------------------------
-    def stop_reason(self) -> str | None:
+    def advance(self) -> int | None:
         cfg, progress = self.cfg, self.progress
-        if cfg.stop_on_success and progress.steps_to_success is not None:
-            return "success"
-        if cfg.max_episodes and progress.episodes >= cfg.max_episodes:
-            return "max_episodes"
-        if cfg.max_minutes and progress.wall_s >= cfg.max_minutes * 60:
-            return "max_minutes"
-        stalled = progress.episodes - progress.last_advance_episode
-        if cfg.patience_episodes and not self.curriculum_at_max() and stalled >= cfg.patience_episodes:
-            return "no_progress"
+        episode = self.play_episode()
+        self.record(episode)
+        progress.buffer.append(episode)
+        if len(progress.buffer) >= cfg.batch_episodes:
+            parts = self.update(progress.buffer)
+            progress.buffer = []
+            if not math.isfinite(parts["train/loss"]):
+                return progress.step
+            progress.window.add_update(parts)
+        if cfg.eval_every and progress.step % cfg.eval_every == 0:
+            for length in cfg.eval_lengths:
+                self.evaluate(length)
         return None
 
-    def run(self) -> RLResult:
-        cfg, progress = self.cfg, self.progress
-        diverged_step = None
-        reason = self.stop_reason()
-        while reason is None:
-            started = time.perf_counter()
-            episode = self.play_episode()
-            self.record(episode)
-            progress.buffer.append(episode)
-            if len(progress.buffer) >= cfg.batch_episodes:
-                parts = self.update(progress.buffer)
-                progress.buffer = []
-                if not math.isfinite(parts["train/loss"]):
-                    diverged_step, reason = progress.episodes, "diverged"
-                    break
-                progress.window.add_update(parts)
-            if cfg.eval_every and progress.episodes % cfg.eval_every == 0:
-                for length in cfg.eval_lengths:
-                    self.evaluate(length)
-            elapsed = time.perf_counter() - started
-            progress.wall_s += elapsed
-            progress.window.seconds += elapsed
-            reason = self.stop_reason()
-            if progress.episodes % cfg.report_every == 0 and reason is None:
-                self.emit(checkpoint=progress.episodes % cfg.checkpoint_every == 0)
-        if reason != "diverged":  # after divergence the weights are not a policy worth testing
-            for length in cfg.eval_lengths:
+    def add_time(self, seconds: float) -> None:
+        self.progress.wall_s += seconds
+        self.progress.window.seconds += seconds
+
+    def final_eval(self, diverged: bool) -> None:
+        if not diverged:  # after divergence the weights are not a policy worth testing
+            for length in self.cfg.eval_lengths:
                 self.eval_table.append(self.evaluate(length))
-        final_metrics = {k: v for k, v in self.metrics().items() if not k.startswith("train/")}
-        self.emit(checkpoint=True)
-        return RLResult(
-            success=progress.steps_to_success is not None,
-            steps_to_success=progress.steps_to_success,
-            episodes_to_solve=progress.steps_to_success,
-            stop_reason="success" if progress.steps_to_success is not None and reason != "diverged" else reason,
-            steps=progress.episodes,
-            wall_time_s=progress.wall_s,
-            final_metrics=final_metrics,
-            eval_table=self.eval_table,
-            diverged_step=diverged_step,
-        )
+
+    def result_extras(self) -> dict[str, Any]:
+        return {"episodes_to_solve": self.progress.steps_to_success}
 
 
-def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    missing = "here; pass a checkpoint directory of rl_tasks.train."
-    return load_checkpoint_dir(directory, CHECKPOINT_FILE, device, CHECKPOINT_FORMAT, missing)
-
-
-# Fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping only.
-RESUMABLE_CHANGES = {
-    "max_episodes",
-    "max_minutes",
-    "patience_episodes",
-    "stop_on_success",
-    "report_every",
-    "checkpoint_every",
-    "device",
-}
+load_checkpoint = Trainer.load_checkpoint
 
 
 def train(

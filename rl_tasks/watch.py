@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from neuralgpu.runtime import ArgumentError, Parser
 from rl_tasks.config import ConfigError, RLConfig
 from rl_tasks.envs import make_env
 from rl_tasks.train import build_controller, env_kwargs, load_checkpoint
+from seedcore.cli import ArgumentError, Parser
 
 
 @torch.inference_mode()

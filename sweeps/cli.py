@@ -9,18 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from seedcore.cli import ArgumentError, Parser
 from sweeps.schema import CONFIG_DIR, SweepConfigError
 
 EXIT_BAD_INPUT = 2
-
-
-class ArgumentError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line and exit status 2, not argparse's usage dump
-        raise ArgumentError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

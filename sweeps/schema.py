@@ -283,7 +283,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """The file's top-level mapping; errors name the file and say what to fix."""
-    from neuralgpu.config import ConfigError, load_yaml
+    from seedcore.config import ConfigError, load_yaml
 
     try:
         load_yaml(path)  # the project's reader: missing file, bad syntax, not a mapping

@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from neuralgpu.config import ConfigError, TrainConfig, describe_fields
+from neuralgpu.config import ConfigError, TrainConfig
 from neuralgpu.train import main
+from seedcore.config import describe_fields
 
 TINY = [
     "--no-probes",
@@ -123,7 +124,7 @@ def test_ints_are_accepted_for_floats_and_round_trip():
 
 
 def test_every_field_is_documented():
-    docs = describe_fields()
+    docs = describe_fields(TrainConfig)
     assert all(docs.values()), [name for name, doc in docs.items() if not doc]
 
 

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from rl_tasks.agents import ActionCodec, Controller, ControllerConfig
 from rl_tasks.config import ConfigError, RLConfig
 from rl_tasks.curriculum import LsaeCurriculum
-from rl_tasks.learners import q_loss, q_penalty, q_targets, reinforce_loss, returns_to_go, symbol_loss
+from rl_tasks.learners.base import symbol_loss
+from rl_tasks.learners.qlearning import q_loss, q_penalty, q_targets
+from rl_tasks.learners.reinforce import reinforce_loss, returns_to_go
 
 # One episode of three steps: a correct write, a move, a correct write that finishes the target.
 REWARDS = np.array([1.0, 0.0, 1.0])

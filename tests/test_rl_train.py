@@ -97,7 +97,7 @@ def test_solved_rule_counts_episodes_before_the_window():
     episode = trainer.play_episode()
     episode.total_reward = 1.0
     trainer.progress.recent_rewards = [1.0] * 99
-    trainer.progress.episodes = 149
+    trainer.progress.step = 149
     trainer.record(episode)
     assert trainer.progress.steps_to_success == 50  # the solving window is episodes 51..150
     assert trainer.stop_reason() == "success"

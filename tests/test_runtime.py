@@ -1,5 +1,6 @@
-"""The trainer plumbing both trainers share (neuralgpu.runtime): checkpoints, RNG state, resume checks, CLI."""
+"""The trainer plumbing both trainers share (seedcore): checkpoints, RNG state, resume checks, CLI."""
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass
@@ -8,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from neuralgpu.config import ConfigError, TrainConfig, describe_fields
-from neuralgpu.runtime import (
-    build_parser,
+from neuralgpu.config import TrainConfig
+from rl_tasks.config import RLConfig
+from seedcore.cli import build_parser, run_cli
+from seedcore.config import ConfigError, describe_fields
+from seedcore.runtime import (
     check_resumable,
     global_rng_state,
     load_state,
     numpy_state_to_torch,
-    run_cli,
     save_atomic,
     set_global_rng_state,
 )
-from rl_tasks.config import RLConfig
 
 
 # --- checkpoints -----------------------------------------------------------------------------------------
@@ -144,5 +145,5 @@ def test_optional_fields_take_their_inner_type():
 
 def test_every_rl_field_is_documented():
     docs = describe_fields(RLConfig)
-    assert list(docs) == list(RLConfig.__dataclass_fields__)
+    assert list(docs) == [f.name for f in dataclasses.fields(RLConfig)]
     assert all(docs.values()), [name for name, doc in docs.items() if not doc]

@@ -11,7 +11,8 @@ from neuralgpu.curriculum import LengthCurriculum, NoCurriculum
 from neuralgpu.evaluate import error_rates, evaluate_length
 from neuralgpu.model import ModelConfig, NeuralGPU
 from neuralgpu.tasks import VOCAB_SIZE
-from neuralgpu.train import Trainer, dropout_rate, gradient_noise_std, train
+from neuralgpu.train import Trainer, gradient_noise_std, train
+from neuralgpu.variants import variant
 
 TIMING = ("time/wall_s", "train/examples_per_s")
 
@@ -223,8 +224,8 @@ def test_length_curriculum_samples_within_bounds_and_mixes_longer_lengths():
 
 def test_dropout_and_gradient_noise_schedules():
     cfg = tiny_config()
-    assert dropout_rate(cfg, 8) == pytest.approx(0.15)
-    assert dropout_rate(cfg, 40) == pytest.approx(0.03)
+    assert variant("k15").dropout_rate(cfg, 8) == pytest.approx(0.15)
+    assert variant("k15").dropout_rate(cfg, 40) == pytest.approx(0.03)
     assert gradient_noise_std(cfg, 1, 0.02) == 0.0
     assert gradient_noise_std(cfg, 100, 0.52) == pytest.approx(math.sqrt(100**-0.55 * 0.5))
 

@@ -1,6 +1,4 @@
-"""Learning targets and losses: pure functions over one episode's arrays or a padded batch.
-
-Q-learning (LSAE, from the official code's q_classic / q_watkins and their `_dynamic` variants):
+"""Q-learning (LSAE, from the official code's q_classic / q_watkins and their `_dynamic` variants):
 - Dynamic discount. V(s_t) = number of targets still to emit at step t. The network estimates Q^ = Q / V, so
   Q^ stays in [0, 1] with rewards in {0, 1}, whatever the episode length; the one-step target is
       Q^(s_t, a_t) <- r_t / V_t + (V_{t+1} / V_t) * max_a Q^(s_{t+1}, a).
@@ -12,16 +10,17 @@ Q-learning (LSAE, from the official code's q_classic / q_watkins and their `_dyn
   its target is always about (s_t, a_t). One-step Q-learning is Watkins with every step cut.
 - The episode's end: a terminated episode has value 0 after its last step; a truncated one (the 200-step
   TimeLimit) bootstraps from its final state.
-
-REINFORCE (Williams 1992; the talk's slides 40-45): loss = -sum_t log pi(a_t | h_t) (G_t - b_t) with reward-to-go
-G_t = sum_{j >= t} gamma^{j-t} r_j and a learned baseline b_t regressed on G_t.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from rl_tasks.learners.base import Learner, masked_mean
+
+Q_PENALTY_GATE = 0.95
+"""LSAE turns the Q penalty on once the (validation) accuracy reaches this."""
 
 
 def q_targets(
@@ -61,20 +60,6 @@ def q_targets(
     return returns
 
 
-def returns_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """(T,) G_t = sum_{j >= t} gamma^(j-t) r_j."""
-    out = np.zeros(len(rewards), dtype=np.float64)
-    running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        running = rewards[t] + gamma * running
-        out[t] = running
-    return out
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
 def q_loss(choice_q: torch.Tensor, choices: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """0.5 * mean squared TD error of the chosen actions. choice_q (T, B, C); choices, targets, mask (T, B)."""
     chosen = choice_q.gather(-1, choices.unsqueeze(-1)).squeeze(-1)
@@ -86,34 +71,53 @@ def q_penalty(choice_q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return masked_mean((choice_q.sum(-1) - 1.0) ** 2, mask)
 
 
-def symbol_loss(symbol_logits: torch.Tensor, labels: torch.Tensor, write_mask: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the symbol head on the symbols that were due, at the steps that wrote (LSAE)."""
-    nll = F.cross_entropy(symbol_logits.flatten(0, 1), labels.clamp(min=0).flatten(), reduction="none")
-    return masked_mean(nll.view_as(labels), write_mask)
+def epsilon_at(cfg, episodes: int, greedy_accuracy: float) -> float:
+    """The behaviour policy's exploration probability (see RLConfig.exploration)."""
+    if cfg.exploration == "constant":
+        return cfg.epsilon
+    if cfg.exploration == "linear":
+        fraction = min(1.0, episodes / cfg.epsilon_decay_episodes) if cfg.epsilon_decay_episodes else 1.0
+        return cfg.epsilon + (cfg.epsilon_final - cfg.epsilon) * fraction
+    # adaptive: explore as much as the greedy policy still fails, so a perfect policy's episodes stay perfect
+    return max(cfg.epsilon_final, cfg.epsilon * (1.0 - greedy_accuracy))
 
 
-def reinforce_loss(
-    logits: torch.Tensor,
-    choices: torch.Tensor,
-    returns: torch.Tensor,
-    baseline: torch.Tensor | None,
-    mask: torch.Tensor,
-    normalize: bool,
-    entropy_coef: float,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Policy-gradient loss with reward-to-go and an optional learned baseline (regressed on the returns).
-    logits (T, B, C); choices, returns, mask (T, B); baseline (T, B) or None."""
-    log_probs = F.log_softmax(logits, dim=-1)
-    chosen = log_probs.gather(-1, choices.unsqueeze(-1)).squeeze(-1)
-    advantage = returns - (baseline.detach() if baseline is not None else 0.0)
-    if normalize:
-        mean = masked_mean(advantage, mask)
-        std = masked_mean((advantage - mean) ** 2, mask).sqrt()
-        advantage = (advantage - mean) / (std + 1e-8)
-    policy = -masked_mean(chosen * advantage, mask)
-    entropy = masked_mean(-(log_probs.exp() * log_probs).sum(-1), mask)
-    loss = policy - entropy_coef * entropy
-    value = masked_mean((baseline - returns) ** 2, mask) if baseline is not None else torch.zeros(())
-    loss = loss + 0.5 * value
-    parts = {"train/policy_loss": policy, "train/value_loss": value, "train/entropy": entropy}
-    return loss, {key: float(part.detach()) for key, part in parts.items()}
+class QLearning(Learner):
+    """Epsilon-greedy behaviour; Watkins Q(lambda) or one-step targets, dynamic or fixed discount (LSAE)."""
+
+    epsilon = 0.0
+
+    def start_episode(self, episodes: int, greedy_accuracy: float) -> None:
+        self.epsilon = epsilon_at(self.cfg, episodes, greedy_accuracy)
+
+    def choose(self, scores: torch.Tensor, greedy: int, rng: np.random.Generator) -> int:
+        return int(rng.integers(len(scores))) if rng.random() < self.epsilon else greedy
+
+    def loss(self, out, batch, episodes, greedy_accuracy):
+        cfg, mask = self.cfg, batch["mask"]
+        best = out.choice.detach().max(-1)
+        max_q = best.values.double().cpu().numpy()  # (T+1, B)
+        # Watkins cuts where the recorded action is not greedy under the current weights (on fresh episodes,
+        # exactly the behaviour policy's exploratory steps).
+        not_greedy = (best.indices[:-1] != batch["choices"]).cpu().numpy()  # (T, B)
+        targets = np.zeros(mask.shape, dtype=np.float64)
+        for b, e in enumerate(episodes):
+            n = len(e.rewards)
+            targets[:n, b] = q_targets(
+                np.asarray(e.rewards),
+                np.asarray(e.values_left, dtype=np.float64),
+                max_q[: n + 1, b],
+                not_greedy[:n, b],
+                bootstrap=not e.terminated,
+                gamma=cfg.gamma,
+                watkins=cfg.q_target == "watkins",
+            )
+        target_t = torch.from_numpy(targets).to(out.choice.dtype).to(self.device)
+        loss = q_loss(out.choice[:-1], batch["choices"], target_t, mask)
+        parts = {"train/q_loss": float(loss.detach())}
+        if cfg.q_penalty > 0 and greedy_accuracy >= Q_PENALTY_GATE:
+            loss = loss + cfg.q_penalty * q_penalty(out.choice[:-1], mask)
+        return loss, parts
+
+    def metrics(self, episodes: int, greedy_accuracy: float) -> dict[str, float]:
+        return {"train/epsilon": epsilon_at(self.cfg, episodes, greedy_accuracy)}
