@@ -91,7 +91,7 @@ def env_kwargs(cfg: RLConfig) -> dict[str, Any]:
     return {"corrected_time_limit": cfg.corrected_time_limit} if cfg.env.startswith("ReversedAddition") else {}
 
 
-def build_controller(cfg: RLConfig, raw_env: Any, value_head: bool = False) -> tuple[Controller, ActionCodec]:
+def build_controller(cfg: RLConfig, raw_env: Any) -> tuple[Controller, ActionCodec]:
     codec = ActionCodec(moves=len(raw_env.MOVEMENTS), base=raw_env.base, split=cfg.output_mode == "split")
     model = Controller(
         ControllerConfig(
@@ -99,7 +99,7 @@ def build_controller(cfg: RLConfig, raw_env: Any, value_head: bool = False) -> t
             codec=codec,
             core=cfg.controller,
             hidden=cfg.hidden,
-            value_head=value_head,
+            value_head=build_learner(cfg, torch.device("cpu")).value_head(),
         )
     )
     return model, codec
@@ -210,7 +210,7 @@ class Trainer(LoopTrainer):
         self.raw = self.env.unwrapped
         self.reward_threshold = cfg.reward_threshold or float(self.env.spec.reward_threshold)
         self.learner = build_learner(cfg, self.device)
-        self.model, self.codec = build_controller(cfg, self.raw, value_head=self.learner.value_head())
+        self.model, self.codec = build_controller(cfg, self.raw)
         self.model.to(self.device)
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)

@@ -163,3 +163,12 @@ def test_small_agent_solves_short_copy():
     assert result.success and result.stop_reason == "success"
     assert result.steps == result.steps_to_success + 100 and result.episodes_to_solve == result.steps_to_success
     assert result.eval_table[0]["seq_accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("agent", ["qlearning", "reinforce"])
+def test_watch_replays_each_learners_checkpoint(tmp_path, agent, capsys):
+    # The controller rebuilt from the saved config must have the checkpoint's heads (REINFORCE: a value head).
+    train(tiny_config(agent=agent, max_episodes=6, eval_every=0), checkpoint_dir=str(tmp_path))
+    capsys.readouterr()
+    assert watch_main(["--checkpoint", str(tmp_path), "--length", "3"]) == 0
+    assert "reward" in capsys.readouterr().out
