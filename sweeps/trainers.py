@@ -3,12 +3,12 @@ sections own. Imported lazily, so validating a sweep never imports torch-heavy t
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from seedcore.registry import load_object
 from sweeps.schema import SweepConfig, SweepConfigError
 
 
@@ -38,15 +38,10 @@ class TrainerSpec:
     """Why the trainer cannot be used yet (empty when it can)."""
 
     def config_class_object(self) -> Any:
-        return _load(self.config_class)
+        return load_object(self.config_class)
 
     def train_callable(self) -> Callable[..., Any]:
-        return _load(self.train_function)
-
-
-def _load(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+        return load_object(self.train_function)
 
 
 def neuralgpu_owned_fields(sweep: SweepConfig) -> dict[str, Any]:
