@@ -39,7 +39,6 @@ from neuralgpu.model import ModelConfig
 from neuralgpu.probes import run_probes
 from neuralgpu.tasks import VOCAB_SIZE, get_task, random_batch, tough_batch
 from neuralgpu.variants import variant
-from seedcore.cli import build_parser, run_cli
 from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
 from seedcore.loop import seed_everything as seed_streams
 
@@ -98,33 +97,8 @@ def gradient_noise_std(cfg: TrainConfig, step: int, seq_error: float) -> float:
     return cfg.grad_noise_scale * math.sqrt(step**-0.55 * max(0.0, seq_error - 0.02))
 
 
-@dataclass
-class Window:
-    """Running sums over the steps since the last report."""
-
-    loss: float = 0.0
-    seq_error: float = 0.0
-    digit_error: float = 0.0
-    examples: int = 0
-    steps: int = 0
-    seconds: float = 0.0
-
-    def add(self, loss: float, seq_error: float, digit_error: float, examples: int, seconds: float) -> None:
-        self.loss += loss
-        self.seq_error += seq_error
-        self.digit_error += digit_error
-        self.examples += examples
-        self.steps += 1
-        self.seconds += seconds
-
-    def means(self) -> dict[str, float]:
-        n = max(self.steps, 1)
-        return {
-            "train/loss": self.loss / n,
-            "train/seq_error": self.seq_error / n,
-            "train/digit_error": self.digit_error / n,
-            "train/examples_per_s": self.examples / self.seconds if self.seconds > 0 else 0.0,
-        }
+WINDOW_MEANS = ("train/loss", "train/seq_error", "train/digit_error")
+"""Reported as their means over the steps since the last report."""
 
 
 @dataclass
@@ -144,14 +118,14 @@ class Progress(LoopProgress):
     recent_seq_error: float = 1.0
     """Training sequence error of the last step, for the gradient-noise schedule."""
     success_streak: int = 0
-    window: Window = field(default_factory=Window)
 
 
 class Trainer(LoopTrainer):
     """One Neural GPU run: its model, step, curriculum, evaluation and success rule; the loop is seedcore's."""
 
+    description = "Train one Neural GPU for one seed."
+    config_class = TrainConfig
     result_class = TrainResult
-    window_class = Window
     # Budgets and bookkeeping only. With stop_on_success off, a run that stopped at its success goes on training
     # (does generalisation keep improving?).
     resumable = frozenset(
@@ -167,6 +141,11 @@ class Trainer(LoopTrainer):
         }
     )
     save_cuda_rng = True
+    progress_template = (
+        "step {step:>6.0f}  len {curriculum/length:>3.0f}  loss {train/loss:.4f}  seq_err {train/seq_error:.3f}  "
+        "digit_err {train/digit_error:.3f}  {train/examples_per_s:.0f} ex/s"
+    )
+    progress_evals = ("eval/seq", "confirm/seq"), ".3f"
 
     def __init__(self, cfg: TrainConfig, report: Report | None, checkpoint_dir: str | None):
         super().__init__(cfg, report, checkpoint_dir)
@@ -253,9 +232,10 @@ class Trainer(LoopTrainer):
         progress.check_loss_sum += loss_value
         progress.check_loss_steps += 1
         progress.check_saturation_sum += float(saturation_cost.detach())
-        progress.window.add(
-            loss_value, seq_error, digit_error, cfg.batch_size * len(lengths), time.perf_counter() - started
-        )
+        window = progress.window
+        window.add({"train/loss": loss_value, "train/seq_error": seq_error, "train/digit_error": digit_error})
+        window.add({"examples": cfg.batch_size * len(lengths)})
+        window.seconds += time.perf_counter() - started
         return loss_value
 
     # --- every advance_every steps ------------------------------------------------------------------------
@@ -330,7 +310,8 @@ class Trainer(LoopTrainer):
         progress = self.progress
         out = {
             "step": progress.step,
-            **progress.window.means(),
+            **progress.window.means(WINDOW_MEANS),
+            "train/examples_per_s": progress.window.per_second(progress.window.sums.get("examples", 0)),
             "train/lr": progress.lr,
             "train/pull": progress.pull,
             "train/saturation_weight": progress.saturation_weight,
@@ -416,39 +397,8 @@ class Trainer(LoopTrainer):
             )
 
 
-load_checkpoint = Trainer.load_checkpoint
-
-
-def train(
-    cfg: TrainConfig,
-    report: Report | None = None,
-    checkpoint_dir: str | None = None,
-    resume_from: str | None = None,
-) -> TrainResult:
-    """Train one run. `report(metrics, checkpoint)` is called every `cfg.report_every` steps and at the end;
-    `checkpoint` is the directory of a complete checkpoint written just now (every `cfg.checkpoint_every`
-    steps and at the end, when `checkpoint_dir` is given), else None. `resume_from` continues a checkpoint
-    exactly."""
-    return Trainer.train(cfg, report, checkpoint_dir, resume_from)
-
-
-# --- command line ----------------------------------------------------------------------------------------
-def progress_line(metrics: dict[str, float]) -> str:
-    evals = " ".join(
-        f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items() if k.startswith(("eval/seq", "confirm/seq"))
-    )
-    return (
-        f"step {int(metrics['step']):>6}  len {int(metrics['curriculum/length']):>3}  "
-        f"loss {metrics['train/loss']:.4f}  seq_err {metrics['train/seq_error']:.3f}  "
-        f"digit_err {metrics['train/digit_error']:.3f}  {metrics['train/examples_per_s']:.0f} ex/s  "
-        f"{evals}"
-    ).rstrip()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(TrainConfig, "python -m neuralgpu.train", "Train one Neural GPU for one seed.")
-    return run_cli(argv, parser, TrainConfig, train, progress_line, load_checkpoint)
-
+# The module's interface: `train(cfg, report=...) -> result` (LoopTrainer.train), the CLI and the checkpoint loader.
+train, main, load_checkpoint = Trainer.train, Trainer.main, Trainer.load_checkpoint
 
 if __name__ == "__main__":
     sys.exit(main())

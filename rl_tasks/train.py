@@ -48,7 +48,6 @@ from rl_tasks.envs import MAX_MIN_LENGTH, make_env
 from rl_tasks.evaluate import evaluate_length
 from rl_tasks.learners import build_learner
 from rl_tasks.learners.base import symbol_loss
-from seedcore.cli import build_parser, run_cli
 from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
 from seedcore.loop import seed_everything as seed_streams
 
@@ -131,42 +130,9 @@ class Episode:
         return not any(self.explored)
 
 
-@dataclass
-class Window:
-    """Running sums over the episodes since the last report."""
-
-    episodes: int = 0
-    reward: float = 0.0
-    steps: int = 0
-    target_length: int = 0
-    solved: int = 0
-    updates: int = 0
-    losses: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def add_episode(self, episode: Episode) -> None:
-        self.episodes += 1
-        self.reward += episode.total_reward
-        self.steps += len(episode.rewards)
-        self.target_length += episode.target_length
-        self.solved += episode.solved
-
-    def add_update(self, losses: dict[str, float]) -> None:
-        self.updates += 1
-        for key, value in losses.items():
-            self.losses[key] = self.losses.get(key, 0.0) + value
-
-    def means(self) -> dict[str, float]:
-        n, u = max(self.episodes, 1), max(self.updates, 1)
-        return {
-            "episode/reward": self.reward / n,
-            "episode/steps": self.steps / n,
-            "episode/target_length": self.target_length / n,
-            "episode/solved_fraction": self.solved / n,
-            **{key: value / u for key, value in sorted(self.losses.items())},
-            "train/episodes_per_s": self.episodes / self.seconds if self.seconds > 0 else 0.0,
-            "train/env_steps_per_s": self.steps / self.seconds if self.seconds > 0 else 0.0,
-        }
+EPISODE_MEANS = ("episode/reward", "episode/steps", "episode/target_length", "episode/solved_fraction")
+"""Reported as their means over the episodes since the last report; the loss parts (train/...) as their means
+over the gradient steps."""
 
 
 @dataclass
@@ -179,7 +145,6 @@ class Progress(LoopProgress):
     """Total rewards of the last 100 episodes."""
     greedy_outcomes: list[bool] = field(default_factory=list)
     """Whole-target outcomes of the last 100 exploration-free episodes."""
-    window: Window = field(default_factory=Window)
     buffer: list[Episode] = field(default_factory=list)
     """Episodes played since the last gradient step."""
 
@@ -188,8 +153,9 @@ class Trainer(LoopTrainer):
     """One RL controller run: its env, controller, learner, curriculum and gym's 'solved' rule; the loop is
     seedcore's (one step = one episode)."""
 
+    description = "Train one RL controller for one seed."
+    config_class = RLConfig
     result_class = RLResult
-    window_class = Window
     resumable = frozenset(
         {
             "max_episodes",
@@ -202,6 +168,12 @@ class Trainer(LoopTrainer):
         }
     )
     missing_checkpoint = "here; pass a checkpoint directory of rl_tasks.train."
+    progress_template = (
+        "episode {step:>6.0f}  len {curriculum/length:>3.0f}  reward {episode/reward:6.2f}  "
+        "mean100 {episode/reward_mean100:6.2f}  solved {episode/solved_fraction:.2f}  [loss {train/loss:.4f}  ]"
+        "[eps {train/epsilon:.3f}  ]{train/episodes_per_s:.0f} ep/s"
+    )
+    progress_evals = ("eval/seq_acc",), ".2f"
 
     def __init__(self, cfg: RLConfig, report: Report | None, checkpoint_dir: str | None):
         super().__init__(cfg, report, checkpoint_dir)
@@ -337,7 +309,14 @@ class Trainer(LoopTrainer):
     def record(self, episode: Episode) -> None:
         progress = self.progress
         progress.step += 1
-        progress.window.add_episode(episode)
+        progress.window.add(
+            {
+                "episode/reward": episode.total_reward,
+                "episode/steps": len(episode.rewards),
+                "episode/target_length": episode.target_length,
+                "episode/solved_fraction": episode.solved,
+            }
+        )
         progress.recent_rewards = [*progress.recent_rewards[-(SOLVED_WINDOW - 1) :], episode.total_reward]
         if episode.greedy:
             progress.greedy_outcomes = [*progress.greedy_outcomes[-99:], episode.solved]
@@ -374,10 +353,13 @@ class Trainer(LoopTrainer):
 
     # --- reporting and checkpoints ------------------------------------------------------------------------
     def metrics(self) -> dict[str, float]:
-        progress = self.progress
+        progress, window = self.progress, self.progress.window
         out: dict[str, float] = {
             "step": progress.step,
-            **progress.window.means(),
+            **window.means(EPISODE_MEANS),
+            **window.means(sorted(key for key in window.sums if key.startswith("train/"))),
+            "train/episodes_per_s": window.per_second(window.counts.get("episode/reward", 0)),
+            "train/env_steps_per_s": window.per_second(window.sums.get("episode/steps", 0)),
             "episode/reward_mean100": float(np.mean(progress.recent_rewards)) if progress.recent_rewards else 0.0,
             "curriculum/length": self.curriculum_length(),
             "train/greedy_accuracy": self.greedy_accuracy(),
@@ -425,7 +407,7 @@ class Trainer(LoopTrainer):
             progress.buffer = []
             if not math.isfinite(parts["train/loss"]):
                 return progress.step
-            progress.window.add_update(parts)
+            progress.window.add(parts)
         if cfg.eval_every and progress.step % cfg.eval_every == 0:
             for length in cfg.eval_lengths:
                 self.evaluate(length)
@@ -444,41 +426,8 @@ class Trainer(LoopTrainer):
         return {"episodes_to_solve": self.progress.steps_to_success}
 
 
-load_checkpoint = Trainer.load_checkpoint
-
-
-def train(
-    cfg: RLConfig,
-    report: Report | None = None,
-    checkpoint_dir: str | None = None,
-    resume_from: str | None = None,
-) -> RLResult:
-    """Train one run. `report(metrics, checkpoint)` is called every `cfg.report_every` episodes and at the end;
-    `checkpoint` is the directory of a complete checkpoint written just now (every `cfg.checkpoint_every`
-    episodes and at the end, when `checkpoint_dir` is given), else None. `resume_from` continues a checkpoint
-    exactly."""
-    trainer = Trainer(cfg, report, checkpoint_dir)
-    if resume_from:
-        trainer.load(resume_from)
-    return trainer.run()
-
-
-# --- command line ----------------------------------------------------------------------------------------
-def progress_line(metrics: dict[str, float]) -> str:
-    evals = " ".join(f"{k.removeprefix('eval/')}={v:.2f}" for k, v in metrics.items() if k.startswith("eval/seq_acc"))
-    epsilon = f"eps {metrics['train/epsilon']:.3f}  " if "train/epsilon" in metrics else ""
-    return (
-        f"episode {int(metrics['step']):>6}  len {int(metrics['curriculum/length']):>3}  "
-        f"reward {metrics['episode/reward']:6.2f}  mean100 {metrics['episode/reward_mean100']:6.2f}  "
-        f"solved {metrics['episode/solved_fraction']:.2f}  loss {metrics.get('train/loss', 0.0):.4f}  "
-        f"{epsilon}{metrics['train/episodes_per_s']:.0f} ep/s  {evals}"
-    ).rstrip()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(RLConfig, "python -m rl_tasks.train", "Train one RL controller for one seed.")
-    return run_cli(argv, parser, RLConfig, train, progress_line, load_checkpoint)
-
+# The module's interface: `train(cfg, report=...) -> result` (LoopTrainer.train), the CLI and the checkpoint loader.
+train, main, load_checkpoint = Trainer.train, Trainer.main, Trainer.load_checkpoint
 
 if __name__ == "__main__":
     sys.exit(main())

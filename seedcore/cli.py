@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import typing
 from collections.abc import Callable
@@ -99,3 +100,23 @@ def run_cli(
         return 2
     print(json.dumps({"config": cfg.to_dict(), **result.to_dict()}, indent=2))
     return 0
+
+
+def format_progress(template: str, metrics: dict[str, float], evals: tuple[str, ...], eval_spec: str) -> str:
+    """One report as a progress line. `template` holds `{metric:spec}` fields and `[optional segments]`, shown only
+    when every metric in them was reported; the metrics whose names start with one of `evals` follow as
+    `name=value` (without their `eval/` prefix), formatted by `eval_spec`."""
+
+    def field(match: re.Match) -> str:
+        return format(metrics[match[1]], match[2] or "")
+
+    def segment(match: re.Match) -> str:
+        names = re.findall(r"\{([^}:]+)", match[1])
+        return re.sub(r"\{([^}:]+):?([^}]*)\}", field, match[1]) if all(n in metrics for n in names) else ""
+
+    line = re.sub(r"\[([^\]]*)\]", segment, template)
+    line = re.sub(r"\{([^}:]+):?([^}]*)\}", field, line)
+    tested = " ".join(
+        f"{k.removeprefix('eval/')}={format(v, eval_spec)}" for k, v in metrics.items() if k.startswith(evals)
+    )
+    return f"{line}  {tested}".rstrip()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from seedcore.cli import build_parser, format_progress, run_cli
 from seedcore.runtime import (
     check_resumable,
     global_rng_state,
@@ -64,6 +65,27 @@ class RunResult:
 
 
 @dataclass
+class Window:
+    """Running sums over the steps since the last report (emptied by every report, so a checkpoint holds an empty
+    one). Each `add` is one observation of each metric given; `means` divides by those counts."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self, keys: Iterable[str]) -> dict[str, float]:
+        return {key: self.sums.get(key, 0.0) / max(self.counts.get(key, 0), 1) for key in keys}
+
+    def per_second(self, total: float) -> float:
+        return total / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
 class LoopProgress:
     """The loop's own state; each trainer's progress class adds its fields. All of it goes into a checkpoint."""
 
@@ -72,6 +94,7 @@ class LoopProgress:
     last_advance_step: int = 0
     """The step at which the curriculum last advanced (for the no_progress rule)."""
     steps_to_success: int | None = None
+    window: Window = field(default_factory=Window)
     pending_eval: dict[str, float] = field(default_factory=dict)
     """Evaluations made since the last report, reported with it."""
 
@@ -87,17 +110,23 @@ def seed_everything(seed: int, streams: type) -> Any:
 class LoopTrainer:
     """Holds one run's state; `run()` is the plain top-to-bottom loop. Use the trainer module's `train()`."""
 
+    description: ClassVar[str]
+    """One line for the command line's help."""
+    config_class: ClassVar[type]
+    """The trainer's RunConfig subclass."""
     result_class: ClassVar[type] = RunResult
-    window_class: ClassVar[type]
-    """The report window's running sums (a dataclass with `means()`)."""
     resumable: ClassVar[frozenset[str]]
     """Config fields that may differ between a checkpoint and the resuming config: budgets and bookkeeping."""
     missing_checkpoint: ClassVar[str] = "to resume from; pass a checkpoint directory."
     save_cuda_rng: ClassVar[bool] = False
+    progress_template: ClassVar[str]
+    """The command line's progress line (seedcore.cli.format_progress)."""
+    progress_evals: ClassVar[tuple[tuple[str, ...], str]]
+    """Prefixes of the evaluation metrics shown after it, and their format."""
 
     cfg: Any
     progress: Any
-    """A LoopProgress subclass instance with a `window` field."""
+    """A LoopProgress (subclass) instance."""
     rngs: Any
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -134,11 +163,23 @@ class LoopTrainer:
     def restore_progress(self, saved: dict[str, Any]) -> Any:
         """The progress object from its checkpointed dict."""
         saved = dict(saved)
-        saved["window"] = self.window_class(**saved["window"])
+        # Checkpoints hold an empty window (see Window); those written before the shared loop spelled it per trainer.
+        saved["window"] = Window(**saved["window"]) if "sums" in saved["window"] else Window()
         return type(self.progress)(**saved)
 
     def result_extras(self) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def main(cls, argv: list[str] | None = None) -> int:
+        """The trainer's command line (seedcore.cli.run_cli); returns the exit status."""
+        parser = build_parser(cls.config_class, cls.config_class.cli, cls.description)
+        return run_cli(argv, parser, cls.config_class, cls.train, cls.progress_line, cls.load_checkpoint)
+
+    @classmethod
+    def progress_line(cls, metrics: dict[str, float]) -> str:
+        """One report as the command line's progress line."""
+        return format_progress(cls.progress_template, metrics, *cls.progress_evals)
 
     # --- the loop ------------------------------------------------------------------------------------------
     def stop_reason(self) -> str | None:
@@ -192,7 +233,7 @@ class LoopTrainer:
     # --- reports and checkpoints ---------------------------------------------------------------------------
     def emit(self, checkpoint: bool) -> None:
         metrics = self.metrics()
-        self.progress.window = self.window_class()
+        self.progress.window = Window()
         self.progress.pending_eval = {}
         # Saved after the window reset, so a resumed run starts its next window exactly where this one does.
         path = self.save(self.checkpoint_dir) if checkpoint and self.checkpoint_dir else None
@@ -241,7 +282,10 @@ class LoopTrainer:
     def train(
         cls, cfg: Any, report: Report | None = None, checkpoint_dir: str | None = None, resume_from: str | None = None
     ) -> Any:
-        """Build the trainer, continue `resume_from` when given, run it."""
+        """Train one run. `report(metrics, checkpoint)` is called every `cfg.report_every` steps and at the end;
+        `checkpoint` is the directory of a complete checkpoint written just now (every `cfg.checkpoint_every` steps
+        and at the end, when `checkpoint_dir` is given), else None. `resume_from` continues a checkpoint exactly.
+        Each trainer module exports this as its `train` function."""
         trainer = cls(cfg, report, checkpoint_dir)
         if resume_from:
             trainer.load(resume_from)
