@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,10 @@ def test_planning_needs_neither_ray_nor_mlflow():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
+
+def test_tune_experiments_pickled_before_the_executor_split_still_find_their_trial_names():
+    """tuner.pkl of an experiment launched by the old runner, as Ray's cloudpickle wrote its trial_name_creator."""
+    from sweeps.ray_executor import trial_name
+
+    old = b"\x80\x05\x95 \x00\x00\x00\x00\x00\x00\x00\x8c\rsweeps.runner\x94\x8c\ntrial_name\x94\x93\x94."
+    assert pickle.loads(old) is trial_name
