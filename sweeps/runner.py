@@ -1,18 +1,13 @@
-"""`run`, `status` and the dry run: turn a validated Sweep into Ray Tune trials recorded in MLflow.
+"""`run`, `status` and the dry run: turn a validated Sweep into trials recorded in MLflow.
 
-Resume and growth, in one rule: a trial is done when MLflow holds a FINISHED child run with its key. Each
-invocation runs the pool's other trials. If the previous invocation's Tune experiment holds some of them
-unfinished (it was interrupted), `Tuner.restore` continues those from their checkpoints first; whatever is
-still not done (new seeds, new widths, trials the old experiment never started) runs in a fresh Tune
-experiment. Tune cannot change a restored experiment's search space, hence the two phases.
+`run` opens the record, plans from it (`sweeps.plan`: pure, the resume and growth rule is there), hands the plan's
+restore and fresh phases to an executor (`sweeps.executor`; Ray Tune by default), then records and prints the
+summary and returns the exit status.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 import shlex
 import signal
 import sys
@@ -25,11 +20,14 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from sweeps.expand import Sweep, Trial
-from sweeps.summary import format_table, summarize
+from sweeps.executor import Executor
+from sweeps.expand import Sweep
+from sweeps.plan import Plan, RunRecord, plan_run
 
-MANIFEST = "seedpool_trials.json"
-"""Written into each Tune experiment folder: the trial keys it was launched with."""
+# Tune experiments launched before the executor had its own module pickled `sweeps.runner.trial_name` into their
+# tuner.pkl: it stays importable here, or `Tuner.restore` of one interrupted then would fail and start it afresh.
+from sweeps.ray_executor import trial_name  # noqa: F401
+from sweeps.summary import format_table, summarize
 
 EXIT_OK, EXIT_TRIALS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -91,89 +89,6 @@ def _compact(values: list[Any]) -> str:
     return str(values)
 
 
-# --- Ray -----------------------------------------------------------------------------------------------------
-def connect_ray() -> bool:
-    """Join $RAY_ADDRESS, or start a local cluster with this machine's CPUs; True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **quiet)
-        return False
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
-    return True
-
-
-def quiet_tune() -> None:
-    """MLflow is the record: no per-trial csv/json/TensorBoard files, and none of the warnings about them."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # The progress line is ours: no Tune tables (the new output engine ignores verbose=0).
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Forced snapshots (one per checkpoint with num_to_keep) are cheap next to a training step; don't warn.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # After fit, Tune looks for the per-trial result files disabled above and warns that they are missing.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-
-
-def trial_name(trial: Any) -> str:
-    """Tune's trial name and folder: the MLflow run name, with characters awkward in paths replaced."""
-    return re.sub(r"[^A-Za-z0-9_.=-]", "_", trial.config["trial"]["name"])
-
-
-def trial_spec(trial: Trial, trainer: str) -> dict[str, Any]:
-    return {"trial_key": trial.key, "trainer": trainer, "run_config": trial.run_config, "name": trial.name}
-
-
-def make_trainable(sweep: Sweep, finished_keys: frozenset[str]) -> Any:
-    from ray import tune
-
-    from sweeps.trainable import run_trial
-
-    resources = sweep.config.resources
-    return tune.with_resources(
-        tune.with_parameters(run_trial, finished_keys=finished_keys), {"cpu": resources.cpu, "gpu": resources.gpu}
-    )
-
-
-def write_manifest(experiment_path: str, keys: list[str]) -> None:
-    import pyarrow.fs
-
-    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_path)
-    with fs.open_output_stream(f"{path}/{MANIFEST}") as out:
-        out.write(json.dumps(keys).encode())
-
-
-def read_manifest(experiment_path: str) -> set[str]:
-    import pyarrow.fs
-
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(experiment_path)
-        with fs.open_input_stream(f"{path}/{MANIFEST}") as handle:
-            return set(json.loads(handle.read().decode()))
-    except (OSError, ValueError):
-        return set()
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a sweep like Ctrl-C (Tune's graceful stop), so runs end KILLED rather than RUNNING.
-    Also puts back the SIGINT handler, which Tune replaces during `fit` and leaves installed after it."""
-    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    try:
-        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGINT, previous[1])
-
-
 # --- the pool as recorded ----------------------------------------------------------------------------------
 def pool_table(sweep: Sweep, runs: dict[str, Any]) -> pd.DataFrame:
     """One row per trial of the pool with its recorded outcome (PENDING when never recorded)."""
@@ -227,23 +142,18 @@ def report_hint(sweep: Sweep, uri: str) -> str:
 
 # --- run -----------------------------------------------------------------------------------------------------
 @dataclass
-class Plan:
-    """What one `run` invocation does, decided from the record before anything starts."""
+class Invocation:
+    """What one `run` invocation works with once it has planned."""
 
     sweep: Sweep
+    plan: Plan
     store: Any
     runs: dict[str, Any]
-    """trial key -> its MLflow run, for every trial recorded so far."""
-    todo: list[Trial]
-    """Trials without a FINISHED run, in expansion order."""
-    finished: set[str]
-    successes_before: int
+    """trial key -> its MLflow run, for every trial recorded so far that still counts (none after --restart)."""
     previous: str | None
     """The last invocation's Tune experiment (None with --restart)."""
-    max_concurrent: int | None
     parallel: int
-    """Trials the cluster runs at once (for the ETA and the overhead figure)."""
-    storage: str
+    """Trials the executor runs at once (for the overhead figure)."""
 
 
 def run_sweep(
@@ -252,84 +162,73 @@ def run_sweep(
     restart: bool = False,
     stream: TextIO | None = None,
     argv: list[str] | None = None,
+    executor: Executor | None = None,
 ) -> int:
-    """Launch the pool's unfinished trials and record them; returns the exit status."""
+    """Launch the pool's unfinished trials (on Ray Tune unless another executor is given) and record them;
+    returns the exit status."""
     stream = stream or sys.stdout
-    import ray
-    from mlflow.exceptions import MlflowException
+    if executor is None:
+        from sweeps.ray_executor import RayTuneExecutor
 
-    from sweeps.resources import check_feasible, max_parallel, node_resources
-    from sweeps.schema import SweepConfigError
-    from sweeps.tracking import Store, SweepBusyError, storage_path, tracking_uri
+        executor = RayTuneExecutor(sweep, max_concurrent, stream)
 
     def say(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    started_ray = False
-    try:
-        try:
-            started_ray = connect_ray()
-            nodes = node_resources(ray.nodes())
-            check_feasible(sweep.config.resources, nodes, str(sweep.path))
-        except ConnectionError as exc:
-            raise SweepConfigError(f"cannot reach the Ray cluster at RAY_ADDRESS: {exc}") from None
-
-        uri = tracking_uri(sweep)
-        try:
-            store = Store(uri, sweep.name)
-            store.release_stale_runs()
-        except SweepBusyError as exc:
-            raise SweepConfigError(str(exc)) from None
-        except MlflowException as exc:
-            raise SweepConfigError(f"cannot open the MLflow store {uri}: {exc.message}") from None
-        pool_keys = {t.key for t in sweep.trials}
+    with executor.connect() as parallel:
+        store = open_store(sweep)
         runs = store.trial_runs()
-        stale = sorted(k for k in runs if k not in pool_keys)
-        if restart:
-            retired = list(runs.values())  # this pool's runs and those of earlier versions of its config
-            for run in retired:
-                store.client.delete_run(run.info.run_id)
-            if retired:
-                say(
-                    f"--restart: {len(retired)} earlier trial runs of this pool moved to MLflow's deleted runs "
-                    "(kept until `mlflow gc`); every trial runs again from step 0."
-                )
-            runs = {}
-        elif stale:
+        previous = None if restart else latest_tune_experiment(store)
+        plan = plan_run(sweep.trials, run_records(runs), restart, executor.launched_keys(previous) if previous else ())
+        for key in plan.retire:  # this pool's runs and those of earlier versions of its config
+            store.client.delete_run(runs[key].info.run_id)
+        if plan.retire:
             say(
-                f"note: {len(stale)} trial runs in experiment `{sweep.name}` match no trial of this config (an "
+                f"--restart: {len(plan.retire)} earlier trial runs of this pool moved to MLflow's deleted runs "
+                "(kept until `mlflow gc`); every trial runs again from step 0."
+            )
+        if plan.stale:
+            say(
+                f"note: {len(plan.stale)} trial runs in experiment `{sweep.name}` match no trial of this config (an "
                 "earlier version of it?); they stay, and the analysis pools them with this config's runs by their "
                 "axis values. `--restart` retires them with the rest."
             )
-        finished = {k for k, r in runs.items() if r.info.status == "FINISHED" and k in pool_keys}
-        todo = [t for t in sweep.trials if t.key not in finished]
-        successes_before = sum(runs[k].data.metrics.get("success", 0) == 1 for k in finished)
+        if restart:
+            runs = {}
         say(
-            f"[{sweep.name}] pool of {len(sweep.trials)} trials: {len(finished)} finished earlier, "
-            f"{len(todo)} to run; recording to {uri}"
+            f"[{sweep.name}] pool of {len(sweep.trials)} trials: {len(plan.finished)} finished earlier, "
+            f"{len(plan.todo)} to run; recording to {store.uri}"
         )
-        if not todo:
+        if not plan.todo:
             _, _, text = summary_of(sweep, runs)
             say(text)
-            say(report_hint(sweep, uri))
+            say(report_hint(sweep, store.uri))
             return EXIT_OK
-        parallel = max_parallel(sweep.config.resources, nodes)
-        plan = Plan(
-            sweep=sweep,
-            store=store,
-            runs=runs,
-            todo=todo,
-            finished=finished,
-            successes_before=int(successes_before),
-            previous=None if restart else latest_tune_experiment(store),
-            max_concurrent=max_concurrent,
-            parallel=min(parallel, max_concurrent) if max_concurrent else parallel,
-            storage=storage_path(sweep),
-        )
-        return launch(plan, stream, argv)
-    finally:
-        if started_ray:
-            ray.shutdown()
+        invocation = Invocation(sweep, plan, store, runs, previous, parallel)
+        return launch(invocation, executor, stream, argv)
+
+
+def open_store(sweep: Sweep) -> Any:
+    """The sweep's MLflow experiment, with runs left RUNNING by a dead driver released."""
+    from mlflow.exceptions import MlflowException
+
+    from sweeps.schema import SweepConfigError
+    from sweeps.tracking import Store, SweepBusyError, tracking_uri
+
+    uri = tracking_uri(sweep)
+    try:
+        store = Store(uri, sweep.name)
+        store.release_stale_runs()
+    except SweepBusyError as exc:
+        raise SweepConfigError(str(exc)) from None
+    except MlflowException as exc:
+        raise SweepConfigError(f"cannot open the MLflow store {uri}: {exc.message}") from None
+    return store
+
+
+def run_records(runs: dict[str, Any]) -> dict[str, RunRecord]:
+    """What planning needs of each recorded MLflow run."""
+    return {k: RunRecord(r.info.status, r.data.metrics.get("success", 0) == 1) for k, r in runs.items()}
 
 
 def latest_tune_experiment(store: Any) -> str | None:
@@ -339,34 +238,31 @@ def latest_tune_experiment(store: Any) -> str | None:
     )
 
 
-def launch(plan: Plan, stream: TextIO, argv: list[str] | None) -> int:
+def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: list[str] | None) -> int:
     """Run the plan's trials (restore phase, then fresh phase), record them, print and log the summary."""
-    from sweeps.callback import SESSIONS, Progress, Session
+    from sweeps.session import Progress, Session
     from sweeps.tracking import SweepRecorder
 
     def say(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    quiet_tune()
-    sweep, todo, finished, previous = plan.sweep, plan.todo, plan.finished, plan.previous
-    recorder = SweepRecorder(plan.store, sweep, plan.runs)
+    sweep, plan, store = invocation.sweep, invocation.plan, invocation.store
+    recorder = SweepRecorder(store, sweep, invocation.runs)
     command = shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
-    recorder.start_parent(command, len(todo), tune_path="")
-    progress = Progress(sweep.name, len(sweep.trials), len(finished), plan.successes_before, len(todo), stream)
-    session = Session(recorder, progress, {t.key: t for t in sweep.trials}, frozenset(finished))
-    SESSIONS[sweep.name] = session
+    recorder.start_parent(command, len(plan.todo), tune_path="")
+    progress = Progress(
+        sweep.name, len(sweep.trials), len(plan.finished), plan.successes_before, len(plan.todo), stream
+    )
+    session = Session(recorder, progress, {t.key: t for t in sweep.trials}, plan.finished)
     sweep_started = time.monotonic()
     status, code = "KILLED", EXIT_INTERRUPTED
     try:
         with sigterm_as_interrupt():
-            todo_keys = {t.key for t in todo}
-            manifest = read_manifest(previous) if previous else set()
-            # Restore only an experiment whose trials all still belong to the pool (same or grown pool).
-            if manifest and manifest <= {t.key for t in sweep.trials} and manifest & todo_keys:
-                restore(plan, previous, len(manifest & todo_keys), recorder, say)
-            remaining = [t for t in todo if t.key not in session.completed | session.errored]
+            if plan.restore and invocation.previous:
+                executor.restore(invocation.previous, plan.restore, session)
+            remaining = plan.fresh_after(session.completed | session.errored)
             if remaining and not session.interrupted:
-                run_fresh(plan, remaining, recorder)
+                executor.fresh(remaining, session)
             if session.interrupted:
                 status, code = "KILLED", EXIT_INTERRUPTED
             elif session.errored:
@@ -377,13 +273,12 @@ def launch(plan: Plan, stream: TextIO, argv: list[str] | None) -> int:
         status, code = "KILLED", EXIT_INTERRUPTED
     finally:
         recorder.close_open("KILLED")
-        SESSIONS.pop(sweep.name, None)
-        table, summary, text = summary_of(sweep, plan.store.trial_runs())
+        table, summary, text = summary_of(sweep, store.trial_runs())
         recorder.finish_parent(status, table, summary, text)
         wall = time.monotonic() - sweep_started
         say(f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s; whole pool:\n{text}")
-        say(_overhead_line(table, session.completed, wall, plan.parallel))
-        say(report_hint(sweep, plan.store.uri))
+        say(_overhead_line(table, session.completed, wall, invocation.parallel))
+        say(report_hint(sweep, store.uri))
         if status == "KILLED":
             say(f"[{sweep.name}] interrupted: run the same command again to resume.")
         elif status == "FAILED":
@@ -394,57 +289,21 @@ def launch(plan: Plan, stream: TextIO, argv: list[str] | None) -> int:
     return code
 
 
-def run_fresh(plan: Plan, trials: list[Trial], recorder: Any) -> None:
-    """A new Tune experiment over `trials`, with a manifest of their keys for a later restore."""
-    from ray import tune
-
-    from sweeps.callback import RecordingCallback
-
-    sweep = plan.sweep
-    name = time.strftime("tune-%Y%m%d-%H%M%S")
-    tuner = tune.Tuner(
-        make_trainable(sweep, frozenset()),
-        param_space={"trial": tune.grid_search([trial_spec(t, sweep.trainer.name) for t in trials])},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=plan.max_concurrent,
-            reuse_actors=True,  # one worker process per slot instead of one per trial (torch import: seconds)
-            trial_name_creator=trial_name,
-            trial_dirname_creator=trial_name,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=f"{plan.storage}/{sweep.name}",
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=sweep.config.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[RecordingCallback(sweep.name)],
-        ),
-    )
-    path = f"{plan.storage}/{sweep.name}/{name}"
-    write_manifest(path, [t.key for t in trials])
-    recorder.set_parent_tag("tune_experiment", path)
-    tuner.fit()
-
-
-def restore(plan: Plan, path: str, unfinished: int, recorder: Any, say: Any) -> None:
-    """Continue an interrupted Tune experiment: its unfinished trials resume from their last checkpoints."""
-    from ray import tune
-
-    if not tune.Tuner.can_restore(path):
-        return
-    say(f"[{plan.sweep.name}] resuming {unfinished} unfinished trials of {path}")
-    recorder.set_parent_tag("tune_experiment", path)
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a sweep like Ctrl-C (Tune's graceful stop), so runs end KILLED rather than RUNNING.
+    Also puts back the SIGINT handler, which Tune replaces during `fit` and leaves installed after it."""
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
-        tuner = tune.Tuner.restore(
-            path,
-            trainable=make_trainable(plan.sweep, frozenset(plan.finished)),
-            resume_unfinished=True,
-            resume_errored=True,
-        )
-    except Exception as exc:  # a damaged experiment state must not block the pool: start those trials afresh
-        say(f"[{plan.sweep.name}] cannot restore {path} ({exc}); its unfinished trials start again from step 0")
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
         return
-    tuner.fit()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def _overhead_line(table: pd.DataFrame, keys: set[str], wall_s: float, parallel: int) -> str:

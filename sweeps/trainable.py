@@ -22,7 +22,7 @@ SKIPPED_KEY = "seedpool/skipped"
 
 
 def run_trial(config: dict[str, Any], finished_keys: frozenset[str] = frozenset()) -> None:
-    """config["trial"]: {"trial_key", "trainer", "run_config", "name"} (see runner.trial_spec)."""
+    """config["trial"]: {"trial_key", "trainer", "run_config", "name"} (see ray_executor.trial_spec)."""
     trial = config["trial"]
     if trial["trial_key"] in finished_keys:
         tune.report({SKIPPED_KEY: 1})
