@@ -1,0 +1,1 @@
+"""What every trainer, the orchestrator and the analysis share."""
