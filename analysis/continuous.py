@@ -14,8 +14,7 @@ import pandas as pd
 from scipy.stats import trim_mean
 
 from analysis.outcomes import grouped, outcome_counts, rules_named
-
-CONFIDENCE = 0.95
+from seedcore.record import CONFIDENCE
 
 
 def iqm(scores: np.ndarray) -> float:

@@ -1,13 +1,14 @@
 """Read a sweep from MLflow: one tidy row per trial, and metric curves in long form.
 
-Layout written by the sweep orchestrator (read, never imported: analysis does not depend on sweeps):
-one experiment per sweep name; a parent run per invocation (tag seedpool.role=parent, no mlflow.parentRunId);
-a child run per trial (seedpool.role=trial, mlflow.parentRunId, trial_key, sweep, stop_reason, seed, width,
-...) whose params are the resolved training config and whose metrics are the trainer's, with `@` spelled
-`_at_` because MLflow forbids `@` (eval/seq_error@201 is stored as eval/seq_error_at_201). This module turns
-the names back into the trainer's spelling. A finished trial also holds the trainer's result tables as
-artifacts eval/<name>.json (and .csv): eval_table (error per test length) and probe_table (the failure probes of
-neuralgpu.probes), one JSON list of row dicts each; load_run_tables reads them.
+Layout written by the sweep orchestrator (read, never imported: analysis does not depend on sweeps), in the
+record's vocabulary (seedcore.record, which both import): one experiment per sweep name; a parent run per
+invocation (tag seedpool.role=parent, no mlflow.parentRunId); a child run per trial (seedpool.role=trial,
+mlflow.parentRunId, trial_key, sweep, stop_reason, seed, width, ...) whose params are the resolved training config
+and whose metrics are the trainer's, with `@` spelled `_at_` because MLflow forbids `@` (eval/seq_error@201 is
+stored as eval/seq_error_at_201). This module turns the names back into the trainer's spelling (trainer_key). A
+finished trial also holds the trainer's result tables as artifacts eval/<name>.json (and .csv): eval_table (error
+per test length) and probe_table (the failure probes of neuralgpu.probes), one JSON list of row dicts each;
+load_run_tables reads them.
 
 The trials table is one `search_runs` request (paged by MLflow), never one request per run; curves come from
 one query per metric on a SQL store, 100 runs per request on a tracking server.
@@ -29,9 +30,22 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from analysis.outcomes import classify_outcome, rule_from_params
+from seedcore.record import (
+    KEY_TAG,
+    NEURALGPU,
+    PARENT_TAG,
+    ROLE_PARENT,
+    ROLE_TAG,
+    RUN_NAME_TAG,
+    STEP_UNITS,
+    STOP_REASON_TAG,
+    STOPPED_STEP_TAG,
+    SWEEP_TAG,
+    TRAINER_TAG,
+    mlflow_key,
+    trainer_key,
+)
 
-ROLE_TAG = "seedpool.role"
-PARENT_TAG = "mlflow.parentRunId"
 OUTCOME_COLUMNS = (
     "success",
     "steps_to_success",
@@ -45,16 +59,6 @@ OUTCOME_COLUMNS = (
 )
 KNOWN_AXES = ("task", "model", "width", "curriculum", "learner", "trainer")
 """Columns that are science axes when they take more than one value in a pool."""
-
-
-def trainer_name(mlflow_key: str) -> str:
-    """eval/seq_error_at_201 -> eval/seq_error@201 (the trainer's spelling)."""
-    return mlflow_key.replace("_at_", "@")
-
-
-def mlflow_name(trainer_key: str) -> str:
-    """eval/seq_error@201 -> eval/seq_error_at_201 (the spelling MLflow stores)."""
-    return trainer_key.replace("@", "_at_")
 
 
 @contextlib.contextmanager
@@ -136,7 +140,7 @@ def load_trials(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
             return trials
         role = _column(runs, f"tags.{ROLE_TAG}", None)
         parent_ids = set(_column(runs, f"tags.{PARENT_TAG}", None).dropna())
-        is_parent = (role == "parent") | (role.isna() & runs["run_id"].isin(parent_ids))
+        is_parent = (role == ROLE_PARENT) | (role.isna() & runs["run_id"].isin(parent_ids))
         parents, runs = runs[is_parent], runs[~is_parent].reset_index(drop=True)
         trials = _tidy(runs, experiment)
         _fill_unfinished_spend(trials, runs, client)
@@ -148,17 +152,17 @@ def _tidy(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "run_id": runs["run_id"],
-            "run_name": _column(runs, "tags.mlflow.runName", None),
+            "run_name": _column(runs, f"tags.{RUN_NAME_TAG}", None),
             "experiment": experiment,
-            "sweep": _column(runs, "tags.sweep", experiment).fillna(experiment),
-            "trial_key": _column(runs, "tags.trial_key", None),
+            "sweep": _column(runs, f"tags.{SWEEP_TAG}", experiment).fillna(experiment),
+            "trial_key": _column(runs, f"tags.{KEY_TAG}", None),
             "parent_run_id": _column(runs, f"tags.{PARENT_TAG}", None),
             "mlflow_status": runs["status"],
         }
     )
-    trainer = _column(runs, "tags.trainer", None).fillna(_column(runs, "params.trainer", None))
-    out["trainer"] = trainer.fillna("neuralgpu")
-    out["step_unit"] = np.where(out["trainer"] == "rl", "episodes", "steps")
+    trainer = _column(runs, f"tags.{TRAINER_TAG}", None).fillna(_column(runs, "params.trainer", None))
+    out["trainer"] = trainer.fillna(NEURALGPU)
+    out["step_unit"] = [STEP_UNITS.get(name, STEP_UNITS[NEURALGPU]) for name in out["trainer"]]
     params = {c.removeprefix("params."): c for c in runs.columns if c.startswith("params.")}
     for name, column in sorted(params.items()):
         if runs[column].isna().all():  # a parent-run param (search_runs gives every run every column)
@@ -174,13 +178,13 @@ def _tidy(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     success = metric.get("success", nan).fillna(0) >= 1
     out["success"] = success
     out["steps_to_success"] = metric.get("steps_to_success", nan).where(success)
-    stop_reason = _column(runs, "tags.stop_reason", None)
+    stop_reason = _column(runs, f"tags.{STOP_REASON_TAG}", None)
     out["stop_reason"] = stop_reason.where(stop_reason.notna(), None)
     out["outcome"] = [
         classify_outcome(status, reason, bool(ok))
         for status, reason, ok in zip(out["mlflow_status"], out["stop_reason"], out["success"], strict=True)
     ]
-    stopped = pd.to_numeric(_column(runs, "tags.stopped_step"), errors="coerce")
+    stopped = pd.to_numeric(_column(runs, f"tags.{STOPPED_STEP_TAG}"), errors="coerce")
     out["steps"] = metric.get("steps", nan).fillna(stopped)
     out["wall_time_s"] = metric.get("wall_time_s", nan).fillna(metric.get("time/wall_s", nan))
     out["rule"] = [_rule_label(row) for row in out.to_dict("records")]
@@ -188,7 +192,7 @@ def _tidy(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     out["duplicate_trial_key"] = out["trial_key"].notna() & out["trial_key"].duplicated(keep=False)
     for name, values in sorted(metric.items()):
         if "/" in name and not values.isna().all():
-            out[trainer_name(name)] = values
+            out[trainer_key(name)] = values
     _event_columns(out)
     return out
 
@@ -260,7 +264,7 @@ def load_curves(
         run_ids, uri = list(runs), tracking_uri
     if metrics is None:
         raise ValueError("load_curves needs `metrics` when given run ids (or pass the trials frame)")
-    keys = list(dict.fromkeys(mlflow_name(m) for m in metrics))
+    keys = list(dict.fromkeys(mlflow_key(m) for m in metrics))
     with _tracking(uri) as uri:
         client = MlflowClient(uri)
         store = client._tracking_client.store  # noqa: SLF001  (the only way to reach the bulk queries)
@@ -270,7 +274,7 @@ def load_curves(
                 part = run_ids[start : start + chunk]
                 rows.extend(_history(client, store, part, key))
     frame = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value", "timestamp"])
-    frame["metric"] = frame["metric"].map(trainer_name)
+    frame["metric"] = frame["metric"].map(trainer_key)
     return frame.sort_values(["run_id", "metric", "step", "timestamp"], ignore_index=True)
 
 

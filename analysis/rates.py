@@ -19,8 +19,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from analysis.outcomes import grouped, outcome_counts, rules_named
-
-CONFIDENCE = 0.95
+from seedcore.record import CONFIDENCE
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:

@@ -9,25 +9,20 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import os
 import re
 import sys
 from pathlib import Path
 
 import nbformat
 
+from seedcore.record import REPO_ROOT, default_tracking_uri
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {
     "neuralgpu": ["nondeterminism", "big_models_curriculum", "failure_modes"],
     "rl": ["nondeterminism", "rl_tasks"],
 }
 """Notebooks run for a sweep of each trainer (by the trainer tag of its runs)."""
-
-
-def default_tracking_uri() -> str:
-    """$MLFLOW_TRACKING_URI, else the sweeps' default store sqlite:///<repo>/runs/mlflow.db (absolute)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'runs' / 'mlflow.db'}"
 
 
 def pick_notebooks(experiment: str, tracking_uri: str) -> list[str]:

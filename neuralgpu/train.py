@@ -1,22 +1,8 @@
 """Train one Neural GPU for one seed: `train(cfg, report=...) -> TrainResult`, plus the command line.
 
 The same function runs in a test, from the command line and inside a Ray Tune trial; it imports neither Ray
-nor MLflow. Metric names (stable; the analysis relies on them):
-
-    step                      training steps done
-    train/loss                mean cross-entropy over the report window (before the relaxation pull)
-    train/seq_error           mean training sequence error over the window (dropout on, all sampled lengths)
-    train/digit_error         mean training digit error over the window
-    train/lr, train/pull      learning rate and relaxation pull weight now
-    train/examples_per_s      training throughput over the window
-    curriculum/length         the curriculum's current length
-    time/wall_s               wall time of training and evaluation (summed across resumes)
-    eval/seq_error@train      sequence error at the current curriculum length (dropout off), every eval_every
-    eval/seq_error@L          sequence error at test length L; eval/digit_error@L likewise
-    confirm/seq_error@L       the confirmation test (success_confirm fresh examples) of a passing success test at
-                              length L, at that step; confirm/digit_error@L likewise
-    success                   1 once the success rule held, else 0
-    steps_to_success          the step at which it first held
+nor MLflow. Metric names and their meaning: `seedcore.record.NEURALGPU_METRICS` (stable; the analysis relies on
+them); stop reasons: `seedcore.record.STOP_REASONS`.
 
 Usage: python -m neuralgpu.train --task badd --width 24 --seed 0 [--config run.yaml] [--checkpoint-dir D]
 """

@@ -3,30 +3,8 @@
 The same function runs in a test, from the command line and inside a Ray Tune trial; it imports neither Ray
 nor MLflow. One env instance plays the episodes in sequence (so the G19 curriculum and the 'solved' window see
 exactly what gym 0.19 saw); every `batch_episodes` episodes the controller re-reads them (BPTT over the recorded
-inputs) and takes one gradient step. Metric names (stable; the analysis relies on them):
-
-    step                         episodes done
-    episode/reward               mean total reward of the episodes in the report window
-    episode/reward_mean100       mean total reward of the last 100 episodes (gym's 'solved' statistic)
-    episode/steps                mean env steps per episode in the window
-    episode/target_length        mean target length in the window
-    episode/solved_fraction      fraction of the window's episodes that wrote the whole target
-    curriculum/length            the env's min_length (curriculum: env) or LSAE's complexity (curriculum: lsae)
-    train/loss                   mean total loss of the window's gradient steps
-    train/q_loss                 Q-learning: 0.5 * squared TD error of the chosen actions
-    train/symbol_loss            split mode: cross-entropy of the symbol head at write steps
-    train/policy_loss, train/value_loss, train/entropy   REINFORCE
-    train/epsilon                Q-learning: the behaviour policy's exploration probability now
-    train/greedy_accuracy        whole-target rate of the last 100 episodes played without exploration
-    train/episodes_per_s         training throughput over the window (train/env_steps_per_s likewise)
-    time/wall_s                  wall time spent training (summed across resumes)
-    eval/seq_accuracy@L          greedy policy, fresh inputs of length L: fraction with the whole target right
-    eval/seq_error@L             1 - eval/seq_accuracy@L
-    eval/symbol_accuracy@L       fraction of target symbols written correctly before the episode ended
-    success                      1 once solved (100-episode mean reward >= reward threshold), else 0
-    steps_to_success             episodes before the first solving 100-episode window (gym's 'episodes before
-                                 solve'; solved is detected 100 episodes later); the same number as
-    episodes_to_solve
+inputs) and takes one gradient step. Metric names and their meaning: `seedcore.record.RL_METRICS` (stable; the
+analysis relies on them); stop reasons: `seedcore.record.STOP_REASONS`.
 
 Usage: python -m rl_tasks.train --env Copy --agent qlearning --seed 0 [--config run.yaml] [--checkpoint-dir D]
 """

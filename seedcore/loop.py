@@ -52,7 +52,8 @@ class RunResult:
     success: bool
     steps_to_success: int | None
     stop_reason: str
-    """success, the step budget's name (max_steps, max_episodes), max_minutes, no_progress or diverged."""
+    """One of seedcore.record.STOP_REASONS: success, the step budget's name (max_steps, max_episodes), max_minutes,
+    no_progress or diverged."""
     steps: int
     wall_time_s: float
     final_metrics: dict[str, float]

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
+from seedcore.record import REPO_ROOT, default_tracking_uri
 from sweeps.executor import Executor
 from sweeps.expand import Sweep
 from sweeps.plan import Plan, RunRecord, plan_run
@@ -129,13 +130,11 @@ def summary_of(sweep: Sweep, runs: dict[str, Any]) -> tuple[pd.DataFrame, pd.Dat
 def report_hint(sweep: Sweep, uri: str) -> str:
     """One line: the `make report` command that analyses this sweep's record (Makefile target `report`, which
     reads $MLFLOW_TRACKING_URI, else the default store). The URI is spelled out when make would not find it."""
-    from sweeps.tracking import default_runs_dir, repo_root
-
     command, reports = ["make"], Path("reports")
-    if Path.cwd().resolve() != repo_root():
-        command, reports = ["make", "-C", str(repo_root())], repo_root() / "reports"
+    if Path.cwd().resolve() != REPO_ROOT:
+        command, reports = ["make", "-C", str(REPO_ROOT)], REPO_ROOT / "reports"
     command += ["report", f"EXPERIMENT={sweep.name}"]
-    if uri != (os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_runs_dir() / 'mlflow.db'}"):
+    if uri != default_tracking_uri():
         command.append(f"MLFLOW_TRACKING_URI={uri}")  # a command-line variable wins over the environment in make
     return f"[{sweep.name}] analysis report: {shlex.join(command)}  (writes {reports / sweep.name / 'index.html'})"
 

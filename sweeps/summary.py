@@ -1,26 +1,18 @@
-"""The end-of-sweep table: success rate per cell with a 95% Wilson interval, median steps-to-success and
-failures by stop reason. Pure functions over a per-trial frame; no Ray, no MLflow."""
+"""The end-of-sweep table: success rate per cell with a Wilson interval at the record's confidence level (95%),
+median steps-to-success and failures by stop reason. Pure functions over a per-trial frame; no Ray, no MLflow."""
 
 from __future__ import annotations
 
 import math
 
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
 
-STOP_REASONS = ("max_steps", "max_episodes", "max_minutes", "no_progress", "diverged")
-"""Reasons a finished trial did not succeed (the trainers' stop_reason values besides `success`; the RL
-trainer's budget is `max_episodes`)."""
-FAILURE_COLUMNS = (*STOP_REASONS, "error")
-"""`error`: the trial crashed more often than max_failures allowed (MLflow status FAILED)."""
+from analysis.rates import wilson_interval
+from seedcore.record import CONFIDENCE, ERROR, FAILED_STOPS
 
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for successes/n (statsmodels); (nan, nan) when n == 0."""
-    if n == 0:
-        return math.nan, math.nan
-    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
-    return float(low), float(high)
+FAILURE_COLUMNS = (*FAILED_STOPS, ERROR)
+"""The failed stop reasons (the RL trainer's budget is `max_episodes`), then `error`: the trial crashed more often
+than max_failures allowed (MLflow status FAILED)."""
 
 
 def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
@@ -53,9 +45,9 @@ def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
             ci_high=high,
             median_steps_to_success=float(steps.median()) if len(steps) else math.nan,
         )
-        for reason in STOP_REASONS:
+        for reason in FAILED_STOPS:
             row[reason] = int(((finished["success"] != 1) & (finished["stop_reason"] == reason)).sum())
-        row["error"] = int((group["status"] == "FAILED").sum())
+        row[ERROR] = int((group["status"] == "FAILED").sum())
         row["unfinished"] = int((~group["status"].isin(["FINISHED", "FAILED"])).sum())
         rows.append(row)
     return pd.DataFrame(rows)
@@ -64,7 +56,14 @@ def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
 def format_table(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = "steps") -> str:
     """A plain-text table for the terminal and the parent run's summary.txt; `step_unit` names what
     steps_to_success counts (RL: episodes)."""
-    headers = [*cell_columns, "seeds", "success", "rate [95% CI]", f"median {step_unit}", "not successful"]
+    headers = [
+        *cell_columns,
+        "seeds",
+        "success",
+        f"rate [{CONFIDENCE:.0%} CI]",
+        f"median {step_unit}",
+        "not successful",
+    ]
     lines = []
     for row in summary.to_dict("records"):  # records keep each column's type (iterrows makes ints floats)
         rate = f"{row['success_rate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["finished"] else "-"

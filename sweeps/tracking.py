@@ -4,8 +4,8 @@ shared/reference/ray_mlflow.md). No Ray here: the Tune callback in `sweeps.callb
 Layout: one experiment per sweep name; one parent run per `run` invocation; one child run per trial, tagged
 with its stable `trial_key` and found again by it, so a resumed or grown sweep never records a trial twice.
 
-MLflow metric names are the trainer's names with `@` spelled `_at_` (MLflow allows only letters, digits and
-`_ - . / : space`): `eval/seq_error@201` is recorded as `eval/seq_error_at_201`.
+The names written (metrics, tags, stop reasons) are the record's vocabulary, `seedcore.record`; metric names are
+the trainer's with `@` spelled `_at_` (`mlflow_key`).
 """
 
 from __future__ import annotations
@@ -25,39 +25,41 @@ from typing import Any
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from seedcore.record import (
+    ERROR,
+    KEY_TAG,
+    LAST_STEP_TAG,
+    PARENT_TAG,
+    REPO_ROOT,
+    ROLE_PARENT,
+    ROLE_SWEEP,
+    ROLE_TAG,
+    ROLE_TRIAL,
+    RUNS_DIR,
+    STOP_REASON_TAG,
+    STOPPED_STEP_TAG,
+    SWEEP_TAG,
+    TRAINER_TAG,
+    default_tracking_uri,
+    is_trainer_metric,
+    mlflow_key,
+)
 from sweeps.expand import Sweep, Trial
 
-ROLE_TAG = "seedpool.role"
-KEY_TAG = "trial_key"
-SWEEP_TAG = "sweep"
-LAST_STEP_TAG = "seedpool.last_logged_step"
-"""Written with every metric batch: a resumed trial skips the steps its run already holds."""
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
 FLUSH_EVERY_S = 5.0
 FLUSH_EVERY_POINTS = 2000
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
-def default_runs_dir() -> Path:
-    """<repo>/runs: absolute, so trials that chdir into their own folders still share one store."""
-    return repo_root() / "runs"
-
-
 def _absolute(path: str) -> str:
-    return str(Path(path) if Path(path).is_absolute() else repo_root() / path)
+    return str(Path(path) if Path(path).is_absolute() else REPO_ROOT / path)
 
 
 def tracking_uri(sweep: Sweep) -> str:
     """tracking.uri, else $MLFLOW_TRACKING_URI, else sqlite:///<repo>/runs/mlflow.db; sqlite paths made absolute."""
-    uri = sweep.config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    if not uri:
-        return f"sqlite:///{default_runs_dir() / 'mlflow.db'}"
+    uri = sweep.config.tracking.uri or default_tracking_uri()
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return f"sqlite:///{_absolute(uri.removeprefix('sqlite:///'))}"
     return uri
@@ -68,22 +70,11 @@ def storage_path(sweep: Sweep) -> str:
     storage = sweep.config.tracking.storage
     if storage and "://" in storage:
         return storage
-    return _absolute(storage) if storage else str(default_runs_dir())
+    return _absolute(storage) if storage else str(RUNS_DIR)
 
 
 def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-
-
-def mlflow_key(name: str) -> str:
-    """The trainer's metric name as MLflow accepts it (`@` is not allowed)."""
-    return name.replace("@", "_at_")
-
-
-def is_trainer_metric(name: str) -> bool:
-    """Trainer metrics are namespaced (`train/loss`) or one of the two verdicts; Tune's own bookkeeping keys
-    (training_iteration, time_this_iter_s, pid, ...) are not recorded."""
-    return "/" in name or name in ("success", "steps_to_success")
 
 
 def git_commit() -> str:
@@ -91,7 +82,7 @@ def git_commit() -> str:
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(repo_root()), *args], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
 
     try:
@@ -142,7 +133,7 @@ class Store:
             # directory the process happens to run in.
             location = (db.parent / "mlartifacts" / sweep_name).as_uri() if db is not None else None
             self.experiment_id = self.client.create_experiment(
-                sweep_name, artifact_location=location, tags={ROLE_TAG: "sweep"}
+                sweep_name, artifact_location=location, tags={ROLE_TAG: ROLE_SWEEP}
             )
 
     def _search(self, filter_string: str) -> list[Run]:
@@ -160,12 +151,12 @@ class Store:
 
     def trial_runs(self) -> dict[str, Run]:
         """trial key -> its child run (one query for the whole sweep; the newest wins if ever doubled)."""
-        runs = sorted(self._search(f"tags.`{ROLE_TAG}` = 'trial'"), key=lambda r: r.info.start_time or 0)
+        runs = sorted(self._search(f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'"), key=lambda r: r.info.start_time or 0)
         return {run.data.tags[KEY_TAG]: run for run in runs if KEY_TAG in run.data.tags}
 
     def parent_runs(self) -> list[Run]:
         """Parent runs, newest first."""
-        runs = self._search(f"tags.`{ROLE_TAG}` = 'parent'")
+        runs = self._search(f"tags.`{ROLE_TAG}` = '{ROLE_PARENT}'")
         return sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True)
 
     def release_stale_runs(self) -> list[str]:
@@ -188,7 +179,7 @@ class Store:
                 )
             self.client.set_terminated(run.info.run_id, "KILLED")
             released.append(run.info.run_id)
-        for run in self._search(f"tags.`{ROLE_TAG}` = 'trial' and attributes.status = 'RUNNING'"):
+        for run in self._search(f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}' and attributes.status = 'RUNNING'"):
             self.client.set_terminated(run.info.run_id, "KILLED")
             released.append(run.info.run_id)
         return released
@@ -231,7 +222,7 @@ class SweepRecorder:
             self.experiment_id,
             run_name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
             tags={
-                ROLE_TAG: "parent",
+                ROLE_TAG: ROLE_PARENT,
                 SWEEP_TAG: config.name,
                 "git_commit": self.commit,
                 "host": self.host,
@@ -239,7 +230,7 @@ class SweepRecorder:
                 "driver_pid": str(os.getpid()),
                 "command": command,
                 "config_path": str(self.sweep.path),
-                "trainer": config.trainer,
+                TRAINER_TAG: config.trainer,
                 "tune_experiment": tune_path,
             },
         )
@@ -307,17 +298,17 @@ class SweepRecorder:
             return run_id
         config = trial.run_config
         tags = {
-            ROLE_TAG: "trial",
+            ROLE_TAG: ROLE_TRIAL,
             SWEEP_TAG: self.sweep.name,
             KEY_TAG: trial.key,
             "cell": trial.cell_label,
             "git_commit": self.commit,
             "host": self.host,
-            "trainer": self.sweep.trainer.name,
+            TRAINER_TAG: self.sweep.trainer.name,
         }
         tags.update({name: str(config[name]) for name in self.sweep.trainer.tag_fields if name in config})
         if self.parent_run_id:
-            tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
+            tags[PARENT_TAG] = self.parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=trial.name, tags=tags)
         run_id = run.info.run_id
         resources = self.sweep.config.resources
@@ -390,7 +381,7 @@ class SweepRecorder:
             if result.get(optional) is not None:
                 final[optional] = result[optional]
         now = _now_ms()
-        tags = {"stop_reason": result["stop_reason"], "stopped_step": str(steps)}
+        tags = {STOP_REASON_TAG: result["stop_reason"], STOPPED_STEP_TAG: str(steps)}
         if result.get("diverged_step") is not None:
             tags["diverged_step"] = str(result["diverged_step"])
         self.client.log_batch(
@@ -412,7 +403,7 @@ class SweepRecorder:
         if entry is None:
             return
         self._flush_entry(entry)
-        self.client.log_batch(entry.run_id, tags=[RunTag("stop_reason", "error"), RunTag("error", error[:4000])])
+        self.client.log_batch(entry.run_id, tags=[RunTag(STOP_REASON_TAG, ERROR), RunTag("error", error[:4000])])
         self.client.set_terminated(entry.run_id, "FAILED")
 
     def close_open(self, status: str = "KILLED") -> None:

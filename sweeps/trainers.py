@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from seedcore.record import CONFIG_TAGS, NEURALGPU, RL, STEP_UNITS
 from seedcore.registry import load_object
 from sweeps.schema import SweepConfig, SweepConfigError
 
@@ -24,7 +25,7 @@ class TrainerSpec:
     owners: dict[str, str]
     """Run field -> the sweep key that owns it, for the error when `base` or an axis sets it."""
     tag_fields: tuple[str, ...]
-    """Run fields copied to MLflow tags, for filtering in the UI."""
+    """Run fields copied to MLflow tags, for filtering in the UI (seedcore.record.CONFIG_TAGS)."""
     describe_success: Callable[[SweepConfig], str]
     """The success rule in words, for the dry run."""
     check_sweep: Callable[[SweepConfig, str], None] = lambda sweep, source: None
@@ -32,8 +33,8 @@ class TrainerSpec:
     later_fields: dict[str, Any] = field(default_factory=dict)
     """Run fields added after pools were recorded -> the value that keeps the earlier behaviour. Trial keys
     leave a field out at that value, so pools recorded before it existed keep their keys (and resume)."""
-    step_unit: str = "steps"
-    """What the trainer's `step`, `budget.steps` and `steps_to_success` count."""
+    step_unit: str = STEP_UNITS[NEURALGPU]
+    """What the trainer's `step`, `budget.steps` and `steps_to_success` count (seedcore.record.STEP_UNITS)."""
     unavailable: str = ""
     """Why the trainer cannot be used yet (empty when it can)."""
 
@@ -163,26 +164,26 @@ def rl_success(sweep: SweepConfig) -> str:
 
 
 TRAINERS: dict[str, TrainerSpec] = {
-    "neuralgpu": TrainerSpec(
-        name="neuralgpu",
+    NEURALGPU: TrainerSpec(
+        name=NEURALGPU,
         config_class="neuralgpu.config:TrainConfig",
         train_function="neuralgpu.train:train",
         owned_fields=neuralgpu_owned_fields,
         owners=NEURALGPU_OWNERS,
-        tag_fields=("seed", "width", "curriculum", "task"),
+        tag_fields=CONFIG_TAGS[NEURALGPU],
         describe_success=neuralgpu_success,
         later_fields={"success_confirm": 0},
     ),
-    "rl": TrainerSpec(
-        name="rl",
+    RL: TrainerSpec(
+        name=RL,
         config_class="rl_tasks.config:RLConfig",
         train_function="rl_tasks.train:train",
         owned_fields=rl_owned_fields,
         owners=RL_OWNERS,
-        tag_fields=("seed", "env", "agent", "controller", "output_mode", "q_target", "discount", "curriculum"),
+        tag_fields=CONFIG_TAGS[RL],
         describe_success=rl_success,
         check_sweep=check_rl_sweep,
-        step_unit="episodes",
+        step_unit=STEP_UNITS[RL],
     ),
 }
 

@@ -25,6 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from analysis import failure, load, outcomes, rates, survival
 from neuralgpu.config import TrainConfig
 from neuralgpu.train import train
+from seedcore.record import mlflow_key
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "analysis-pool"
@@ -89,9 +90,7 @@ def record_run(client, experiment_id, parent_id, index, values, mode, root):
     def report(metrics, checkpoint):
         reports.append(metrics)
         now = int(time.time() * 1000)
-        points = [
-            Metric(load.mlflow_name(k), float(v), now, int(metrics["step"])) for k, v in metrics.items() if k != "step"
-        ]
+        points = [Metric(mlflow_key(k), float(v), now, int(metrics["step"])) for k, v in metrics.items() if k != "step"]
         client.log_batch(run_id, metrics=points)
         # The length curriculum needs 30 steps to reach the success test, so these never end early on their own.
         if mode == "crash" and len(reports) == 2:
@@ -201,7 +200,7 @@ def test_bulk_curves_equal_the_per_run_history(pool):
     client = MlflowClient(pool.uri)
     for run_id in trials["run_id"]:
         for name in ("eval/digit_error@9", "train/loss"):
-            expected = sorted((m.step, m.value) for m in client.get_metric_history(run_id, load.mlflow_name(name)))
+            expected = sorted((m.step, m.value) for m in client.get_metric_history(run_id, mlflow_key(name)))
             got = curves[(curves["run_id"] == run_id) & (curves["metric"] == name)]
             assert list(zip(got["step"], got["value"], strict=True)) == expected
     assert len(curves[curves["metric"] == "train/loss"]) > 15

@@ -7,28 +7,18 @@ import math
 import pandas as pd
 import pytest
 
-from sweeps.summary import format_table, summarize, wilson_interval
+from sweeps.summary import format_table, summarize
 
 Z95 = 1.959963984540054
 
 
 def wilson_by_hand(successes: int, n: int) -> tuple[float, float]:
-    """Wilson (1927): (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)."""
+    """Wilson (1927): (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n). (The interval function itself, which
+    the summary takes from analysis.rates, is tested in test_analysis_stats.)"""
     p = successes / n
     centre = p + Z95**2 / (2 * n)
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))
     return (centre - half) / (1 + Z95**2 / n), (centre + half) / (1 + Z95**2 / n)
-
-
-@pytest.mark.parametrize(("successes", "n"), [(0, 2), (1, 2), (8, 10), (16, 16), (3, 7)])
-def test_wilson_interval_matches_the_formula(successes, n):
-    assert wilson_interval(successes, n) == pytest.approx(wilson_by_hand(successes, n), abs=1e-12)
-
-
-def test_wilson_interval_known_values():
-    # 0 of 2: the upper bound is z^2/(n + z^2) = 3.8415/5.8415.
-    assert wilson_interval(0, 2) == pytest.approx((0.0, 0.657620), abs=1e-6)
-    assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
 def trials_frame() -> pd.DataFrame:

@@ -13,6 +13,7 @@ from neuralgpu.model import ModelConfig, NeuralGPU
 from neuralgpu.tasks import VOCAB_SIZE
 from neuralgpu.train import Trainer, gradient_noise_std, train
 from neuralgpu.variants import variant
+from seedcore.record import NEURALGPU, documented
 
 TIMING = ("time/wall_s", "train/examples_per_s")
 
@@ -141,6 +142,8 @@ def test_report_metrics_are_namespaced():
         "eval/seq_error@train",
     }
     assert expected <= set(reports[0])
+    # Every name reported is in the record's vocabulary (tests/test_record_vocabulary.py checks both directions).
+    assert [k for r in reports for k in r if not documented(k, NEURALGPU)] == []
     assert "eval/seq_error@9" in reports[-1] and "eval/digit_error@9" in reports[-1]
     assert result.final_metrics["eval/seq_error@9"] == result.eval_table[0]["seq_error"]
 
