@@ -11,6 +11,7 @@ from neuralgpu.variants import VARIANTS, ModelVariant, variant
 from rl_tasks.config import AGENTS, RLConfig
 from rl_tasks.learners import LEARNERS
 from rl_tasks.learners.base import Learner
+from seedcore.cli import format_progress
 from seedcore.registry import load_object
 from sweeps.schema import CONFIG_DIR
 
@@ -52,3 +53,19 @@ def test_an_unregistered_model_or_learner_is_a_config_error_naming_the_choices()
         TrainConfig.from_dict({"model": "k16"})
     with pytest.raises(ValueError, match="`agent` is 'sarsa'; use one of qlearning, reinforce"):
         RLConfig.from_dict({"agent": "sarsa"})
+
+
+def test_progress_line_fills_fields_drops_segments_missing_a_metric_and_lists_evaluations():
+    template = "step {step:>4.0f}  [loss {train/loss:.2f}  ][eps {train/epsilon:.1f}  ]{train/rate:.0f}/s"
+    metrics = {"step": 7.0, "train/loss": 0.125, "train/rate": 99.6, "eval/seq_error@9": 0.5, "eval/x": 1.0}
+    line = format_progress(template, metrics, ("eval/seq",), ".3f")
+    assert line == "step    7  loss 0.12  100/s  seq_error@9=0.500"
+
+
+def test_the_loop_stops_for_the_budget_its_config_names():
+    # RL counts episodes: its budget's name is its stop reason, as for the Neural GPU's steps.
+    assert RLConfig.step_budget == "max_episodes" and TrainConfig.step_budget == "max_steps"
+    result = load_object("rl_tasks.train:train")(
+        RLConfig.from_dict({"max_episodes": 3, "hidden": 4, "eval_lengths": [3], "eval_examples": 1})
+    )
+    assert (result.stop_reason, result.steps) == ("max_episodes", 3)
