@@ -9,5 +9,6 @@ Modules (pure functions over a trials frame, one row per run, and arrays; notebo
     continuous  interquartile mean, stratified bootstrap, probability of improvement
     failure     error against test length; the probe tables the trainer recorded (re-run on saved models if absent)
     figures     titled, labelled figures with interval bars and run counts
+    notebook    the setup every notebook opens with: load the trials, save them, show the outcome counts
     report      `make report EXPERIMENT=name`: the notebooks headless -> reports/<experiment>/
 """

@@ -4,7 +4,7 @@
 their axes into them, and the trainer reads nothing else. Every field has a one-line docstring (the string under
 it); `describe_fields()` turns them into the CLI help. Defaults follow LSAE (shared/reference/algorithmic_rl.md)
 where it gives a value; otherwise they are what solved Copy and DuplicatedInput most reliably in short CPU runs
-(3 seeds each against a fixed discount of 0.9 and the joint action space; see bench/rl_solve.py).
+(3 seeds each against a fixed discount of 0.9 and the joint action space; see sweeps/configs/rl_solve.yaml).
 """
 
 from __future__ import annotations

@@ -39,17 +39,50 @@ def test_dcgru_with_zero_weights_is_the_biased_gate_times_the_shift():
     assert cost == 0  # every pre-activation (0.5, 0.7, 0) is inside the 0.9 limit
 
 
-def test_f17_forward_and_its_saturation_cost():
+def test_f17_saturation_cost_by_hand():
+    """Zero convolution weights make every pre-activation a constant: the input layer is the embedding, the gates
+    are their bias + F17's 0.5 / 0.7, the candidate is its bias. Each pays relu(|x| - 0.9) per map and position."""
+    m, batch, n = 6, 2, 5
+    model = ImprovedNeuralGPU(ModelConfig(vocab_size=VOCAB_SIZE, width=m))
+    with torch.no_grad():
+        model.embed.weight.zero_()
+        model.embed.weight[1] = 5.0  # pays 5 - 0.9 = 4.1 on every map
+        model.embed.weight[2] = -0.5  # inside the limit: pays nothing
+        for conv, bias in ((model.cell.gates, 1.0), (model.cell.candidate, -2.0)):
+            conv.weight.zero_()
+            conv.bias.fill_(bias)
+    inputs = torch.tensor([[1, 2, 1, 2, 2], [2, 1, 2, 2, 1]])  # four 1s
+    model(inputs)
+    # Input layer, weighted by n: 4.1 x m maps x 4 positions x n. Each of the n steps, at every one of the
+    # batch x n positions: r = 1 + 0.5 pays 0.6, u = 1 + 0.7 pays 0.8, the candidate's -2 pays 1.1 (m maps each).
+    total = 4.1 * m * 4 * n + (0.6 + 0.8 + 1.1) * m * batch * n * n
+    assert model.saturation_cost.item() == pytest.approx(total / (n * n * batch), rel=1e-5)  # 24.84
+
+
+def test_f17_saturation_cost_is_the_sum_over_its_hooked_pre_activations():
     torch.manual_seed(0)
     model = ImprovedNeuralGPU(ModelConfig(vocab_size=VOCAB_SIZE, width=6))
     inputs = torch.randint(1, 12, (2, 7))
+    pre_activations = {"embed": [], "gates": [], "candidate": []}
+    for name in pre_activations:
+        module = model.embed if name == "embed" else getattr(model.cell, name)
+        module.register_forward_hook(lambda module, args, out, name=name: pre_activations[name].append(out.detach()))
+    with torch.no_grad():
+        model.embed.weight.mul_(4.0)  # push some inputs past the limit, so the input layer pays too
     logits, loss = model(inputs, torch.randint(1, 3, (2, 7)))
     assert logits.shape == (2, 7, VOCAB_SIZE) and torch.isfinite(loss)
-    assert model.saturation_cost >= 0
-    with torch.no_grad():
-        model.embed.weight.fill_(5.0)  # |x| = 5 > 0.9 on every input map: the input layer pays (5 - 0.9) * n each
-    model(inputs)
-    assert model.saturation_cost >= (5.0 - 0.9) * 6 * 7 * 7 / (7 * 7 * 2)
+
+    def cost(x):
+        return (x.abs() - 0.9).clamp_min(0).sum()
+
+    batch, n = inputs.shape
+    (embedded,) = pre_activations["embed"]
+    gate_bias = torch.tensor([0.5] * 6 + [0.7] * 6).view(1, 12, 1)
+    steps = sum(cost(g + gate_bias) for g in pre_activations["gates"]) + sum(map(cost, pre_activations["candidate"]))
+    assert len(pre_activations["gates"]) == len(pre_activations["candidate"]) == n
+    expected = (cost(embedded) * n + steps) / (n * n * batch)
+    assert cost(embedded) > 0 and steps > 0
+    torch.testing.assert_close(model.saturation_cost, expected)
 
 
 def test_model_choice_brings_its_own_recipe():

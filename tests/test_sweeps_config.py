@@ -17,7 +17,7 @@ SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def test_the_required_configs_ship():
-    assert {"smoke", "big_models", "tiny", "rl_qlearning", "bmul_f17", "bmul_k15"} <= set(SHIPPED)
+    assert {"smoke", "big_models", "tiny", "rl_qlearning", "rl_solve", "bmul_f17", "bmul_k15"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -66,6 +66,19 @@ def test_smoke_and_big_models_have_the_promised_shape():
     assert len(big.config.axes.nuisance["seed"]) >= 16
     assert 0 < big.config.resources.gpu < 1
     assert all(t.run_config["device"] == "cuda" for t in big.trials)
+
+
+def test_rl_solve_is_the_rl_defaults_on_five_tasks_with_the_old_benchs_budget():
+    from rl_tasks.config import RLConfig
+
+    pool = load_sweep("rl_solve")
+    tasks = ["Copy", "DuplicatedInput", "Reverse", "RepeatCopy", "ReversedAddition"]
+    assert [(t.run_config["env"], t.seed) for t in pool.trials] == [(e, s) for s in range(5) for e in tasks]
+    defaults = RLConfig().to_dict()
+    changed = {key for t in pool.trials for key, value in t.run_config.items() if value != defaults[key]}
+    assert changed == {"env", "seed", "max_minutes", "eval_lengths"}, "only the tasks, seeds and budget vary"
+    cfg = pool.trials[0].run_config
+    assert (cfg["max_episodes"], cfg["max_minutes"], cfg["threads"], cfg["eval_lengths"]) == (20000, 1.0, 1, [100])
 
 
 def test_bare_names_resolve_to_the_shipped_configs():
