@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from seedcore.record import STOP_REASONS
+
 OUTCOMES = ("success", "failed", "diverged", "crashed", "censored")
 COUNT_COLUMNS = tuple(f"n_{outcome}" for outcome in OUTCOMES)
 """n_success, n_failed, n_diverged, n_crashed, n_censored: the columns every table carries."""
@@ -178,7 +180,7 @@ def rejudge(trials: pd.DataFrame, curves: pd.DataFrame, rule: SuccessRule) -> pd
         run_points = by_run.get(row.run_id)
         if run_points is None:
             step = math.nan
-            if row.stop_reason in ("max_steps", "max_minutes", "no_progress", "success"):
+            if row.stop_reason in STOP_REASONS and row.stop_reason != "diverged":  # it ran and was tested
                 unjudged.append(row.run_id)
         else:
             confirmations = checks_by_run.get(row.run_id, {}) if rule.confirm else None

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from seedcore.record import REPO_ROOT, default_tracking_uri
+from seedcore.record import REPO_ROOT, STOP_REASON_TAG, default_tracking_uri
 from sweeps.executor import Executor
 from sweeps.expand import Sweep
 from sweeps.plan import Plan, RunRecord, plan_run
@@ -111,7 +111,7 @@ def pool_table(sweep: Sweep, runs: dict[str, Any]) -> pd.DataFrame:
                 "wall_time_s": metrics.get("wall_time_s"),
                 "trial_time_s": metrics.get("trial_time_s"),
                 "trial_cpu_s": metrics.get("trial_cpu_s"),
-                "stop_reason": tags.get("stop_reason"),
+                "stop_reason": tags.get(STOP_REASON_TAG),
                 "run_id": run.info.run_id if run else None,
             }
         )
