@@ -7,30 +7,15 @@ from __future__ import annotations
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import _validate_metric_name
+from tiny import collect, neuralgpu_config, rl_config
 
-from neuralgpu.config import TrainConfig
 from neuralgpu.train import train as train_neuralgpu
-from rl_tasks.config import RLConfig
 from rl_tasks.train import train as train_rl
 from seedcore import record
 from sweeps.expand import load_sweep
 from sweeps.runner import summary_of
 from sweeps.tracking import Store, SweepRecorder, tracking_uri
 
-NEURALGPU_BASE = dict(
-    task="badd",
-    width=4,
-    max_length=7,
-    start_length=4,
-    max_steps=40,
-    report_every=10,
-    eval_every=10,
-    advance_every=10,
-    eval_lengths=[9],
-    probes=False,
-    success_length=9,
-    eval_batch=8,
-)
 NEURALGPU_RUNS = {
     # Digit error below 1 at length 9 holds for any model that gets one digit right: the final test passes, its
     # confirmation test runs, and the run succeeds at step 40 with every metric reported.
@@ -39,16 +24,6 @@ NEURALGPU_RUNS = {
     ),
     "f17": dict(model="f17", curriculum="bins", bins=[5, 7]),  # its default bins are longer than max_length
 }
-RL_BASE = dict(
-    env="Reverse",
-    hidden=16,
-    max_episodes=40,
-    batch_episodes=3,
-    report_every=10,
-    eval_lengths=[6],
-    eval_examples=3,
-    eval_every=20,
-)
 RL_RUNS = {
     # A random policy on Reverse averages a reward of about 0.4: the first 100-episode window solves it.
     "qlearning, solved": dict(agent="qlearning", reward_threshold=0.001, max_episodes=110),
@@ -59,8 +34,7 @@ SAMPLE_FIELDS = {"L": 201, "cell": "width-4_task-badd"}
 
 
 def run(train, config, label: str) -> tuple[dict, list[dict]]:
-    reports = []
-    result = train(config, report=lambda metrics, checkpoint: reports.append(dict(metrics)))
+    result, reports = collect(train, config)
     assert reports, f"{label}: the trainer reported nothing"
     return result.to_dict(), reports
 
@@ -70,12 +44,10 @@ def runs() -> dict[str, dict[str, tuple[dict, list[dict]]]]:
     """trainer -> run label -> (result, reports), each run trained once for the whole module."""
     return {
         record.NEURALGPU: {
-            label: run(train_neuralgpu, TrainConfig.from_dict({**NEURALGPU_BASE, **changes}, "test"), label)
-            for label, changes in NEURALGPU_RUNS.items()
+            label: run(train_neuralgpu, neuralgpu_config(**changes), label) for label, changes in NEURALGPU_RUNS.items()
         },
         record.RL: {
-            label: run(train_rl, RLConfig.from_dict({**RL_BASE, **changes}, "test"), label)
-            for label, changes in RL_RUNS.items()
+            label: run(train_rl, rl_config(env="Reverse", **changes), label) for label, changes in RL_RUNS.items()
         },
     }
 

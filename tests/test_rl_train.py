@@ -2,40 +2,19 @@
 that learns Copy."""
 
 import json
-import shutil
 
 import pytest
+from tiny import collect, collect_keeping_checkpoint, rl_config, without_timing
 
 from rl_tasks.config import RLConfig
 from rl_tasks.train import Trainer, main, train
 from rl_tasks.watch import main as watch_main
 
-TIMING = ("time/wall_s", "train/episodes_per_s", "train/env_steps_per_s")
-
-
-def tiny_config(**overrides) -> RLConfig:
-    values = dict(
-        env="Copy",
-        hidden=16,
-        max_episodes=40,
-        batch_episodes=3,  # not a divisor of report/checkpoint intervals: checkpoints hold a part-filled batch
-        report_every=10,
-        checkpoint_every=20,
-        eval_lengths=[6],
-        eval_examples=3,
-        eval_every=20,
-    )
-    return RLConfig.from_dict({**values, **overrides}, source="test")
+tiny_config = rl_config
 
 
 def run_and_collect(cfg, **kwargs):
-    reports = []
-    result = train(cfg, report=lambda metrics, checkpoint: reports.append(metrics), **kwargs)
-    return result, reports
-
-
-def without_timing(reports):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in reports]
+    return collect(train, cfg, **kwargs)
 
 
 @pytest.mark.parametrize("agent", ["qlearning", "reinforce"])
@@ -51,16 +30,8 @@ def test_same_seed_gives_bit_identical_metrics(agent):
 
 def test_resume_continues_bit_identically(tmp_path):
     cfg = tiny_config(max_episodes=60, curriculum="lsae", lsae_window=5, lsae_start=3, stop_on_success=False)
-    saved = tmp_path / "at_episode_20"
-
-    def keep_episode_20(metrics, checkpoint):
-        reports.append(metrics)
-        if checkpoint and metrics["step"] == 20:
-            shutil.copytree(checkpoint, saved)
-
-    reports = []
-    full = train(cfg, report=keep_episode_20, checkpoint_dir=str(tmp_path / "live"))
-    assert (saved / "state.pt").is_file() and (tmp_path / "live" / "state.pt").is_file()
+    full, reports, saved = collect_keeping_checkpoint(train, cfg, 20, tmp_path)
+    assert (tmp_path / "live" / "state.pt").is_file()
     resumed, resumed_reports = run_and_collect(cfg, resume_from=str(saved))
     assert without_timing(resumed_reports) == without_timing([r for r in reports if r["step"] > 20])
     assert resumed.steps == full.steps == 60 and resumed.eval_table == full.eval_table

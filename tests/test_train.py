@@ -1,10 +1,10 @@
 """The trainer end to end with tiny budgets: determinism, exact resume, divergence, budgets, learning."""
 
 import math
-import shutil
 
 import pytest
 import torch
+from tiny import collect, collect_keeping_checkpoint, neuralgpu_config, without_timing
 
 from neuralgpu.config import TrainConfig
 from neuralgpu.curriculum import LengthCurriculum, NoCurriculum
@@ -15,36 +15,11 @@ from neuralgpu.train import Trainer, gradient_noise_std, train
 from neuralgpu.variants import variant
 from seedcore.record import NEURALGPU, documented
 
-TIMING = ("time/wall_s", "train/examples_per_s")
-
-
-def tiny_config(**overrides) -> TrainConfig:
-    values = dict(
-        task="badd",
-        width=4,
-        max_length=7,
-        start_length=4,
-        max_steps=40,
-        report_every=10,
-        eval_every=10,
-        advance_every=10,
-        checkpoint_every=20,
-        eval_lengths=[9],
-        probes=False,
-        success_length=9,
-        eval_batch=8,
-    )
-    return TrainConfig.from_dict({**values, **overrides}, source="test")
+tiny_config = neuralgpu_config
 
 
 def run_and_collect(cfg, **kwargs):
-    reports = []
-    result = train(cfg, report=lambda metrics, checkpoint: reports.append(metrics), **kwargs)
-    return result, reports
-
-
-def without_timing(reports):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in reports]
+    return collect(train, cfg, **kwargs)
 
 
 def test_same_seed_gives_bit_identical_metrics():
@@ -59,16 +34,7 @@ def test_same_seed_gives_bit_identical_metrics():
 
 def test_resume_continues_bit_identically(tmp_path):
     cfg = tiny_config(max_steps=60)
-    saved = tmp_path / "at_step_20"
-
-    def keep_step_20(metrics, checkpoint):
-        reports.append(metrics)
-        if checkpoint and metrics["step"] == 20:
-            shutil.copytree(checkpoint, saved)
-
-    reports = []
-    full = train(cfg, report=keep_step_20, checkpoint_dir=str(tmp_path / "live"))
-    assert (saved / "state.pt").is_file()
+    full, reports, saved = collect_keeping_checkpoint(train, cfg, 20, tmp_path)
     resumed, resumed_reports = run_and_collect(cfg, resume_from=str(saved))
     assert without_timing(resumed_reports) == without_timing([r for r in reports if r["step"] > 20])
     assert resumed.steps == full.steps == 60
