@@ -31,6 +31,8 @@ from sweeps.ray_executor import trial_name  # noqa: F401
 from sweeps.summary import format_table, summarize
 
 EXIT_OK, EXIT_TRIALS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STORE_AWAY = 75
+"""The pool ran but the tracking store stopped answering: its writes wait in the journal (sysexits' TEMPFAIL)."""
 
 
 # --- dry run -----------------------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def run_sweep(
         print(message, file=stream, flush=True)
 
     with executor.connect() as parallel:
-        store = open_store(sweep)
+        store = open_store(sweep, say)
         runs = store.trial_runs()
         previous = None if restart else latest_tune_experiment(store)
         plan = plan_run(sweep.trials, run_records(runs), restart, executor.launched_keys(previous) if previous else ())
@@ -207,21 +209,36 @@ def run_sweep(
         return launch(invocation, executor, stream, argv)
 
 
-def open_store(sweep: Sweep) -> Any:
-    """The sweep's MLflow experiment, with runs left RUNNING by a dead driver released."""
+def open_store(sweep: Sweep, say: Any = print) -> Any:
+    """The sweep's MLflow experiment, with what earlier drivers journaled sent first and runs left RUNNING by a
+    dead driver released."""
     from mlflow.exceptions import MlflowException
 
     from sweeps.schema import SweepConfigError
-    from sweeps.tracking import Store, SweepBusyError, tracking_uri
+    from sweeps.tracking import Store, SweepBusyError, journal_directory, replay_leftovers, store_away, tracking_uri
 
+    # A store that stops answering is waited for by the journal, not by MLflow's retries (minutes per call).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     uri = tracking_uri(sweep)
     try:
         store = Store(uri, sweep.name)
-        store.release_stale_runs()
+        store.release_stale_runs(before=lambda: replay_leftovers(store, sweep, say))
     except SweepBusyError as exc:
         raise SweepConfigError(str(exc)) from None
-    except MlflowException as exc:
-        raise SweepConfigError(f"cannot open the MLflow store {uri}: {exc.message}") from None
+    except Exception as exc:
+        if not (isinstance(exc, MlflowException) or store_away(exc)):
+            raise
+        message = exc.message if isinstance(exc, MlflowException) else str(exc)
+        pending = journal_directory(sweep)
+        raise SweepConfigError(
+            f"cannot open the MLflow store {uri}: {message[:300]}. Start it (or point tracking.uri / "
+            f"MLFLOW_TRACKING_URI at the right one) and run again"
+            + (
+                f"; writes of an earlier run wait in {pending} and are sent first"
+                if any(pending.glob("*.jsonl"))
+                else ""
+            )
+        ) from None
     return store
 
 
@@ -246,7 +263,7 @@ def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: lis
         print(message, file=stream, flush=True)
 
     sweep, plan, store = invocation.sweep, invocation.plan, invocation.store
-    recorder = SweepRecorder(store, sweep, invocation.runs)
+    recorder = SweepRecorder(store, sweep, invocation.runs, say=say)
     command = shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
     recorder.start_parent(command, len(plan.todo), tune_path="")
     progress = Progress(
@@ -272,19 +289,48 @@ def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: lis
         status, code = "KILLED", EXIT_INTERRUPTED
     finally:
         recorder.close_open("KILLED")
+        wall = time.monotonic() - sweep_started
+        code = conclude(invocation, recorder, session, status, code, wall, say)
+    return code
+
+
+def conclude(invocation: Invocation, recorder: Any, session: Any, status: str, code: int, wall: float, say: Any) -> int:
+    """Send what is still journaled, end the parent run with the pool's summary and print it; the exit status
+    (EXIT_STORE_AWAY when the store stopped answering: the journal keeps what it did not get)."""
+    from sweeps.tracking import store_away
+
+    sweep, store = invocation.sweep, invocation.store
+    try:
+        if not recorder.finish():
+            raise ConnectionError(f"{store.uri} does not answer")
         table, summary, text = summary_of(sweep, store.trial_runs())
         recorder.finish_parent(status, table, summary, text)
-        wall = time.monotonic() - sweep_started
-        say(f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s; whole pool:\n{text}")
-        say(_overhead_line(table, session.completed, wall, invocation.parallel))
-        say(report_hint(sweep, store.uri))
-        if status == "KILLED":
-            say(f"[{sweep.name}] interrupted: run the same command again to resume.")
-        elif status == "FAILED":
-            say(
-                f"[{sweep.name}] {len(session.errored)} trial(s) failed; their errors are in MLflow (tag "
-                "`error`). Running the same command again retries them."
+    except Exception as exc:
+        if not store_away(exc):
+            raise
+        journaled = recorder.journal.path.exists()
+        say(
+            f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s, but the MLflow store at {store.uri} is not "
+            "answering. Nothing is lost: "
+            + (
+                f"{len(recorder.queue)} writes wait in {recorder.journal.path}. "
+                if journaled
+                else "every trial's record is in; only the summary on this run's parent run is missing. "
             )
+            + "Run the same command again once the store is back: it sends what waits first, then goes on with "
+            "whatever the pool still needs."
+        )
+        return EXIT_STORE_AWAY
+    say(f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s; whole pool:\n{text}")
+    say(_overhead_line(table, session.completed, wall, invocation.parallel))
+    say(report_hint(sweep, store.uri))
+    if status == "KILLED":
+        say(f"[{sweep.name}] interrupted: run the same command again to resume.")
+    elif status == "FAILED":
+        say(
+            f"[{sweep.name}] {len(session.errored)} trial(s) failed; their errors are in MLflow (tag "
+            "`error`). Running the same command again retries them."
+        )
     return code
 
 
@@ -327,10 +373,12 @@ def _overhead_line(table: pd.DataFrame, keys: set[str], wall_s: float, parallel:
 def sweep_status(sweep: Sweep, stream: TextIO | None = None) -> int:
     """Progress of a sweep from its record; never creates a store, never starts Ray."""
     stream = stream or sys.stdout
-    from sweeps.tracking import Store, tracking_uri
+    from sweeps.journal import leftovers
+    from sweeps.tracking import Store, journal_directory, tracking_uri
 
     uri = tracking_uri(sweep)
     store = Store(uri, sweep.name, create=False)
+    waiting = leftovers(journal_directory(sweep))
     runs = store.trial_runs() if store.experiment_id else {}
     table, summary, text = summary_of(sweep, runs)
     counts = table["status"].value_counts().to_dict()
@@ -346,4 +394,10 @@ def sweep_status(sweep: Sweep, stream: TextIO | None = None) -> int:
             file=stream,
         )
     print(text, file=stream)
+    if waiting:
+        print(
+            "not in the store yet: writes journaled by a driver that could not send them "
+            f"({', '.join(map(str, waiting))}); `python -m sweeps run {sweep.path}` sends them first.",
+            file=stream,
+        )
     return EXIT_OK

@@ -25,8 +25,10 @@ from typing import Any
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 
 from seedcore.record import (
+    AXES_TAG,
     ERROR,
     KEY_TAG,
     LAST_STEP_TAG,
@@ -46,6 +48,7 @@ from seedcore.record import (
     mlflow_key,
 )
 from sweeps.expand import Sweep, Trial
+from sweeps.journal import Journal, Op, leftovers, read
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
@@ -159,17 +162,16 @@ class Store:
         runs = self._search(f"tags.`{ROLE_TAG}` = '{ROLE_PARENT}'")
         return sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True)
 
-    def release_stale_runs(self) -> list[str]:
-        """Mark runs left RUNNING by a dead driver as KILLED (their trials are then resumed).
+    def release_stale_runs(self, before: Any = None) -> list[str]:
+        """Mark runs left RUNNING by a dead driver as KILLED (their trials are then resumed); `before()` runs
+        once no live driver holds the sweep, before anything is marked (the replay of dead drivers' journals).
 
         Raises SweepBusyError when a driver of this sweep is still alive on this host. Runs of a driver on
         another host are taken as dead: one driver per sweep at a time is the rule."""
         assert self.client is not None
         host = socket.gethostname()
-        released = []
-        for run in self.parent_runs():
-            if run.info.status != "RUNNING":
-                continue
+        stale = [run for run in self.parent_runs() if run.info.status == "RUNNING"]
+        for run in stale:
             tags = run.data.tags
             pid = int(tags.get("driver_pid", "0") or 0)
             if tags.get("driver_host") == host and pid and pid != os.getpid() and pid_alive(pid):
@@ -177,6 +179,10 @@ class Store:
                     f"sweep `{self.sweep_name}` is being run by another driver (pid {pid} on {host}, MLflow run "
                     f"{run.info.run_id}); wait for it to finish or stop it (Ctrl-C) before running it again."
                 )
+        if before is not None:
+            before()
+        released = []
+        for run in stale:
             self.client.set_terminated(run.info.run_id, "KILLED")
             released.append(run.info.run_id)
         for run in self._search(f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}' and attributes.status = 'RUNNING'"):
@@ -185,15 +191,189 @@ class Store:
         return released
 
 
+# --- the store being away -------------------------------------------------------------------------------------
+PERMANENT_ERRORS = {
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_ALREADY_EXISTS",
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_STATE",
+    "BAD_REQUEST",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+}
+"""MLflow error codes that say the write itself is wrong: retrying it later would fail the same way."""
+RETRY_AFTER_S = 30.0
+"""While the store is away, writes go to the journal only; sending is tried again this often."""
+
+
+def store_away(exc: BaseException) -> bool:
+    """Whether `exc` says the store could not be reached or could not answer now (connection refused, timeout,
+    5xx, a locked database), as opposed to a write it refuses."""
+    import requests
+
+    if isinstance(exc, MlflowException):
+        return exc.error_code not in PERMANENT_ERRORS
+    return isinstance(exc, OSError | requests.RequestException)
+
+
+def answers(uri: str) -> bool:
+    """A quick look (2 s) whether a tracking server answers, before writes that would each wait for the client's
+    retries; a database URI is always tried directly."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import requests
+
+    try:
+        return requests.get(f"{uri.rstrip('/')}/health", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def journal_directory(sweep: Sweep) -> Path:
+    """Next to the sweep's Tune storage when that is a local folder; else in the local runs folder."""
+    storage = storage_path(sweep)
+    base = Path(storage) if "://" not in storage else RUNS_DIR / "journal"
+    return base / sweep.name / "journal"
+
+
+# --- applying journaled writes ---------------------------------------------------------------------------------
+class Writer:
+    """Applies journaled writes (sweeps.journal) to the sweep's experiment; applying one twice changes nothing."""
+
+    def __init__(self, store: Store, known: dict[str, Run], complete: bool = False):
+        assert store.client is not None
+        self.store = store
+        self.client = store.client
+        self.run_ids = {key: run.info.run_id for key, run in known.items()}
+        self.complete = complete
+        """`known` holds every trial run of the experiment (a live driver's view): no search for others."""
+
+    def run_id(self, key: str) -> str | None:
+        """The trial's run, found by key in the store when this writer has not seen it yet."""
+        if key not in self.run_ids and not self.complete:
+            found = self.store._search(f"tags.`{KEY_TAG}` = '{key}'")
+            if found:
+                self.run_ids[key] = max(found, key=lambda r: r.info.start_time or 0).info.run_id
+        return self.run_ids.get(key)
+
+    def apply(self, ops: list[Op]) -> None:
+        """Apply ops in order; each trial's consecutive metric points go out in a few batches."""
+        points: dict[str, list[list[Any]]] = {}
+        for op in ops:
+            key = op.get("key")
+            if op["op"] == "metrics":
+                points.setdefault(key, []).extend(op["points"])
+                continue
+            if key in points:
+                self.log_points(key, points.pop(key))
+            getattr(self, f"_{op['op']}")(op)
+        for key, pending in points.items():
+            self.log_points(key, pending)
+
+    def log_points(self, key: str, points: list[list[Any]]) -> None:
+        """Metric points [name, value, timestamp, step] in increasing steps, in batches that end at a step
+        boundary, each tagged with its last step (what a resumed trial need not log again)."""
+        run_id = self.run_id(key)
+        start = 0
+        while start < len(points):
+            end = min(start + MAX_METRICS_PER_BATCH, len(points))
+            if end < len(points):
+                while end > start + 1 and points[end][3] == points[end - 1][3]:
+                    end -= 1
+            batch = points[start:end]
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(name, float(value), ts, step) for name, value, ts, step in batch],
+                tags=[RunTag(LAST_STEP_TAG, str(batch[-1][3]))],
+            )
+            start = end
+
+    def _open(self, op: Op) -> None:
+        run_id = self.run_id(op["key"])
+        created = run_id is None
+        if created:
+            run_id = self.client.create_run(
+                self.store.experiment_id, run_name=op["name"], tags=op["tags"], start_time=op["time"]
+            ).info.run_id
+            self.run_ids[op["key"]] = run_id
+        have = {} if created else self.client.get_run(run_id).data.params
+        missing = [Param(k, v) for k, v in op["params"].items() if k not in have]
+        for i in range(0, len(missing), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=missing[i : i + MAX_PARAMS_PER_BATCH])
+        if created or missing:
+            for path, text in op["texts"].items():
+                self.client.log_text(run_id, text, path)
+
+    def _resume(self, op: Op) -> None:
+        run_id = self.run_id(op["key"])
+        self.client.update_run(run_id, status="RUNNING")
+        self._set_tags(run_id, op["tags"])
+
+    def _tags(self, op: Op) -> None:
+        self._set_tags(self.run_id(op["key"]), op["tags"])
+
+    def _finish(self, op: Op) -> None:
+        run_id = self.run_id(op["key"])
+        if self.client.get_run(run_id).info.status == "FINISHED":
+            return
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(name, float(value), ts, step) for name, value, ts, step in op["points"]],
+            tags=[RunTag(k, v) for k, v in op["tags"].items()],
+        )
+        for path, text in op["texts"].items():
+            self.client.log_text(run_id, text, path)
+        checkpoint = op.get("checkpoint")
+        if checkpoint and Path(checkpoint).is_dir():
+            self.client.log_artifacts(run_id, checkpoint, "checkpoint")
+        self.client.set_terminated(run_id, "FINISHED", end_time=op["time"])
+
+    def _fail(self, op: Op) -> None:
+        run_id = self.run_id(op["key"])
+        if self.client.get_run(run_id).info.status == "FINISHED":
+            return
+        self._set_tags(run_id, op["tags"])
+        self.client.set_terminated(run_id, "FAILED", end_time=op["time"])
+
+    def _end(self, op: Op) -> None:
+        run_id = self.run_id(op["key"])
+        if run_id is not None and self.client.get_run(run_id).info.status == "RUNNING":
+            self.client.set_terminated(run_id, op["status"], end_time=op["time"])
+
+    def _parent_tag(self, op: Op) -> None:
+        self.client.set_tag(op["run_id"], op["tag"], op["value"])
+
+    def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def replay_leftovers(store: Store, sweep: Sweep, say: Any) -> int:
+    """Send what earlier drivers of this sweep journaled and could not send, then remove their journals; returns
+    the number of writes replayed. Raises the store's error when it is away (nothing is removed then)."""
+    replayed = 0
+    for path in leftovers(journal_directory(sweep)):
+        ops = read(path)
+        Writer(store, {}).apply(ops)
+        points = sum(len(op["points"]) for op in ops if op["op"] in ("metrics", "finish"))
+        say(f"[{sweep.name}] sent {len(ops)} writes ({points} metric points) journaled by an earlier driver ({path})")
+        path.unlink()
+        replayed += len(ops)
+    return replayed
+
+
+# --- the live recorder -----------------------------------------------------------------------------------------
 @dataclass
 class OpenTrial:
-    """A child run being written: its buffered metric points and what the trial reported last."""
+    """A child run being written by this driver."""
 
-    run_id: str
+    run_id: str | None
+    """None while the store has been away since the trial started."""
     trial: Trial
     last_logged_step: int = -1
-    """Steps at or below this are already in MLflow (a resumed trial replays them from its checkpoint)."""
-    buffer: list[Metric] = field(default_factory=list)
+    """Steps at or below this are journaled already (a resumed trial replays them from its checkpoint)."""
+    last_names: set[str] = field(default_factory=set)
+    """The metric names journaled at last_logged_step."""
     result: dict[str, Any] | None = None
     worker: tuple[str, int] | None = None
     """(host, pid) of the Ray worker training the trial now."""
@@ -201,25 +381,42 @@ class OpenTrial:
 
 
 class SweepRecorder:
-    """Writes the parent run and every child run of one invocation, batching metric points."""
+    """Writes the parent run and every child run of one invocation. Every trial write is journaled (durably)
+    first, then sent: metric points in batches, everything else at once. While the store is away the sweep goes
+    on and only the journal grows; the writes go out when the store answers again, or at the next run."""
 
-    def __init__(self, store: Store, sweep: Sweep, existing: dict[str, Run], commit: str | None = None):
+    def __init__(
+        self,
+        store: Store,
+        sweep: Sweep,
+        existing: dict[str, Run],
+        commit: str | None = None,
+        say: Any = None,
+    ):
         assert store.client is not None and store.experiment_id is not None
+        self.store = store
         self.client = store.client
-        self.experiment_id = store.experiment_id
         self.sweep = sweep
         self.existing = dict(existing)
+        self.writer = Writer(store, existing, complete=True)
+        self.journal = Journal(journal_directory(sweep))
         self.open: dict[str, OpenTrial] = {}
+        self.queue: list[Op] = []
+        """Journaled writes not yet in the store, in order."""
+        self.queued_points = 0
         self.parent_run_id: str | None = None
         self.commit = commit or git_commit()
         self.host = socket.gethostname()
         self.last_flush = time.monotonic()
+        self.away_since: float | None = None
+        self.retry_at = 0.0
+        self.say = say or (lambda message: None)
 
     # --- parent run ---------------------------------------------------------------------------------------
     def start_parent(self, command: str, pending: int, tune_path: str) -> str:
         config = self.sweep.config
         run = self.client.create_run(
-            self.experiment_id,
+            self.store.experiment_id,
             run_name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
             tags={
                 ROLE_TAG: ROLE_PARENT,
@@ -246,13 +443,15 @@ class SweepRecorder:
             "stopping.patience_steps": config.stopping.patience_steps if config.stopping else 0,
             "max_failures": config.max_failures,
         }
-        self._log_params(self.parent_run_id, params)
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.parent_run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
         self.client.log_text(self.parent_run_id, self.sweep.text, f"sweep/{self.sweep.path.name}")
         return self.parent_run_id
 
     def set_parent_tag(self, key: str, value: str) -> None:
         if self.parent_run_id:
-            self.client.set_tag(self.parent_run_id, key, value)
+            self._record([{"op": "parent_tag", "run_id": self.parent_run_id, "tag": key, "value": value}], now=True)
 
     def finish_parent(self, status: str, trials_table: Any, summary: Any, summary_text: str) -> None:
         """Attach the summary (csv + text) and its numbers, then end the parent run with `status`."""
@@ -283,20 +482,26 @@ class SweepRecorder:
         self.parent_run_id = None
 
     # --- child runs ---------------------------------------------------------------------------------------
-    def open_trial(self, trial: Trial) -> str:
-        """The trial's child run, created once and found by key afterwards (a resumed trial reuses it)."""
+    def open_trial(self, trial: Trial) -> str | None:
+        """The trial's child run, created once with its identity and params and found by key afterwards (a
+        resumed trial reuses it and gets any params it lacks). None while the store is away."""
         if trial.key in self.open:
             return self.open[trial.key].run_id
         known = self.existing.get(trial.key)
+        ops = [self._open_op(trial)]
         if known is not None:
-            run_id = known.info.run_id
             last_step = int(known.data.tags.get(LAST_STEP_TAG, -1))
-            self.client.update_run(run_id, status="RUNNING")
-            if self.parent_run_id:
-                self.client.set_tag(run_id, "resumed_by", self.parent_run_id)
-            self.open[trial.key] = OpenTrial(run_id, trial, last_logged_step=last_step)
-            return run_id
+            ops.append({"op": "resume", "key": trial.key, "tags": {"resumed_by": self.parent_run_id or ""}})
+            self.open[trial.key] = OpenTrial(known.info.run_id, trial, last_logged_step=last_step)
+        else:
+            self.open[trial.key] = OpenTrial(None, trial)
+        self._record(ops, now=True)
+        return self.open[trial.key].run_id
+
+    def _open_op(self, trial: Trial) -> Op:
         config = trial.run_config
+        axes = [f for name in [*self.sweep.science_axes, *self.sweep.config.axes.nuisance] for f in name.split("+")]
+        axes = list(dict.fromkeys(f for f in axes if f in config))
         tags = {
             ROLE_TAG: ROLE_TRIAL,
             SWEEP_TAG: self.sweep.name,
@@ -305,21 +510,27 @@ class SweepRecorder:
             "git_commit": self.commit,
             "host": self.host,
             TRAINER_TAG: self.sweep.trainer.name,
+            AXES_TAG: ",".join(axes),
         }
-        tags.update({name: str(config[name]) for name in self.sweep.trainer.tag_fields if name in config})
+        # The run's identity travels in its tags from the moment it exists: the loader places a run in its cell
+        # even when the driver died before its params were logged.
+        tags.update({name: _param_value(config[name]) for name in (*self.sweep.trainer.tag_fields, *axes)})
         if self.parent_run_id:
             tags[PARENT_TAG] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=trial.name, tags=tags)
-        run_id = run.info.run_id
         resources = self.sweep.config.resources
-        self._log_params(run_id, {**config, "resources.cpu": resources.cpu, "resources.gpu": resources.gpu})
-        self.client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config/run_config.yaml")
-        self.existing[trial.key] = run
-        self.open[trial.key] = OpenTrial(run_id, trial)
-        return run_id
+        params = {**config, "resources.cpu": resources.cpu, "resources.gpu": resources.gpu}
+        return {
+            "op": "open",
+            "key": trial.key,
+            "name": trial.name,
+            "time": _now_ms(),
+            "tags": tags,
+            "params": {k: _param_value(v) for k, v in params.items()},
+            "texts": {"config/run_config.yaml": yaml.safe_dump(config, sort_keys=False)},
+        }
 
     def add_metrics(self, key: str, metrics: dict[str, Any]) -> None:
-        """Buffer one report's numeric metrics at its `step`; flushed in batches."""
+        """Journal one report's numeric metrics at its `step`; sent in batches."""
         entry = self.open.get(key)
         if entry is None or "step" not in metrics:
             return
@@ -327,12 +538,15 @@ class SweepRecorder:
         if step <= entry.last_logged_step:
             return
         now = _now_ms()
-        for name, value in metrics.items():
-            if not is_trainer_metric(name) or isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            entry.buffer.append(Metric(mlflow_key(name), float(value), now, step))
+        points = [
+            [mlflow_key(name), float(value), now, step]
+            for name, value in metrics.items()
+            if is_trainer_metric(name) and not isinstance(value, bool) and isinstance(value, int | float)
+        ]
         entry.last_logged_step = step
-        self.flush()
+        entry.last_names = {name for name, *_ in points}
+        if points:
+            self._record([{"op": "metrics", "key": key, "points": points}])
 
     def note_worker(self, key: str, host: str, pid: int) -> None:
         """Tag the host and process that train the trial (once per worker, not per report)."""
@@ -340,85 +554,119 @@ class SweepRecorder:
         if entry is None or entry.worker == (host, pid):
             return
         entry.worker = (host, pid)
-        self.client.log_batch(entry.run_id, tags=[RunTag("host", host), RunTag("worker_pid", str(pid))])
+        self._record([{"op": "tags", "key": key, "tags": {"host": host, "worker_pid": str(pid)}}])
 
     def note_retry(self, key: str) -> None:
         """A crashed trial is being retried from its last checkpoint (Tune FailureConfig)."""
         entry = self.open.get(key)
         if entry is not None:
             entry.retries += 1
-            self._flush_entry(entry)
-            self.client.set_tag(entry.run_id, "retries", str(entry.retries))
-
-    def flush(self, force: bool = False) -> None:
-        pending = sum(len(e.buffer) for e in self.open.values())
-        if not pending or (
-            not force and pending < FLUSH_EVERY_POINTS and time.monotonic() - self.last_flush < FLUSH_EVERY_S
-        ):
-            return
-        for entry in self.open.values():
-            self._flush_entry(entry)
-        self.last_flush = time.monotonic()
-
-    def _flush_entry(self, entry: OpenTrial) -> None:
-        if not entry.buffer:
-            return
-        for i in range(0, len(entry.buffer), MAX_METRICS_PER_BATCH):
-            last = i + MAX_METRICS_PER_BATCH >= len(entry.buffer)
-            tags = [RunTag(LAST_STEP_TAG, str(entry.last_logged_step))] if last else []
-            self.client.log_batch(entry.run_id, metrics=entry.buffer[i : i + MAX_METRICS_PER_BATCH], tags=tags)
-        entry.buffer = []
+            self._record([{"op": "tags", "key": key, "tags": {"retries": str(entry.retries)}}], now=True)
 
     def finish_trial(self, key: str, result: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         """Final metrics, stop reason, artifacts; then FINISHED."""
         entry = self.open.pop(key, None)
         if entry is None:
             return
-        self._flush_entry(entry)
-        run_id, steps = entry.run_id, int(result["steps"])
+        steps = int(result["steps"])
         final = {"success": float(bool(result["success"])), "steps": steps, "wall_time_s": result["wall_time_s"]}
         for optional in ("steps_to_success", "trial_time_s", "trial_cpu_s"):
             if result.get(optional) is not None:
                 final[optional] = result[optional]
+        if entry.last_logged_step == steps:  # the trainer's last report holds its verdict at this step already
+            final = {k: v for k, v in final.items() if k not in entry.last_names}
         now = _now_ms()
         tags = {STOP_REASON_TAG: result["stop_reason"], STOPPED_STEP_TAG: str(steps)}
         if result.get("diverged_step") is not None:
             tags["diverged_step"] = str(result["diverged_step"])
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, steps) for k, v in final.items()],
-            tags=[RunTag(k, v) for k, v in tags.items()],
-        )
-        self.client.log_text(run_id, json.dumps(result, indent=2, default=str), "result.json")
+        texts = {"result.json": json.dumps(result, indent=2, default=str)}
         for name, rows in result.items():  # eval_table (error per length), probe_table (carry chains, ...)
             if name.endswith("_table") and rows:
-                self.client.log_text(run_id, _csv(rows), f"eval/{name}.csv")
-                self.client.log_text(run_id, json.dumps(rows, indent=2, default=str), f"eval/{name}.json")
-        if checkpoint_dir and self.sweep.config.tracking.log_checkpoints:
-            self.client.log_artifacts(run_id, checkpoint_dir, "checkpoint")
-        self.client.set_terminated(run_id, "FINISHED")
+                texts[f"eval/{name}.csv"] = _csv(rows)
+                texts[f"eval/{name}.json"] = json.dumps(rows, indent=2, default=str)
+        log_checkpoint = checkpoint_dir if checkpoint_dir and self.sweep.config.tracking.log_checkpoints else None
+        op = {
+            "op": "finish",
+            "key": key,
+            "time": now,
+            "points": [[k, float(v), now, steps] for k, v in final.items()],
+            "tags": tags,
+            "texts": texts,
+            "checkpoint": log_checkpoint,
+        }
+        self._record([op], now=True)
 
     def fail_trial(self, key: str, error: str) -> None:
-        entry = self.open.pop(key, None)
-        if entry is None:
+        if self.open.pop(key, None) is None:
             return
-        self._flush_entry(entry)
-        self.client.log_batch(entry.run_id, tags=[RunTag(STOP_REASON_TAG, ERROR), RunTag("error", error[:4000])])
-        self.client.set_terminated(entry.run_id, "FAILED")
+        tags = {STOP_REASON_TAG: ERROR, "error": error[:4000]}
+        self._record([{"op": "fail", "key": key, "time": _now_ms(), "tags": tags}], now=True)
 
     def close_open(self, status: str = "KILLED") -> None:
         """End every child run still open (interrupt or crash of the driver): never leave one RUNNING."""
-        for key in list(self.open):
-            entry = self.open.pop(key)
-            try:
-                self._flush_entry(entry)
-            finally:
-                self.client.set_terminated(entry.run_id, status)
+        ops = [{"op": "end", "key": key, "time": _now_ms(), "status": status} for key in self.open]
+        self.open.clear()
+        if ops:
+            self._record(ops, now=True)
 
-    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        items = [Param(k, _param_value(v)) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+    # --- journal and sending ------------------------------------------------------------------------------
+    def _record(self, ops: list[Op], now: bool = False) -> None:
+        self.journal.append(ops)
+        self.queue.extend(ops)
+        self.queued_points += sum(len(op.get("points", ())) for op in ops)
+        self.flush(force=now)
+
+    def flush(self, force: bool = False) -> bool:
+        """Send the queued writes when due (`force`: now); True when nothing is left to send. While the store is
+        away, sending is tried again every RETRY_AFTER_S and the writes wait in the journal."""
+        if not self.queue:
+            return True
+        clock = time.monotonic()
+        if self.away_since is not None and clock < self.retry_at:
+            return False
+        due = self.queued_points >= FLUSH_EVERY_POINTS or clock - self.last_flush >= FLUSH_EVERY_S
+        if not (force or due or self.away_since is not None):
+            return False
+        return self._send()
+
+    def _send(self) -> bool:
+        try:
+            if not answers(self.store.uri):
+                raise ConnectionError(f"{self.store.uri} does not answer")
+            self.writer.apply(self.queue)
+        except Exception as exc:
+            if not store_away(exc):
+                raise
+            if self.away_since is None:
+                self.away_since = time.monotonic()
+                self.say(
+                    f"[{self.sweep.name}] the MLflow store at {self.store.uri} is not answering "
+                    f"({_short(exc)}); the sweep goes on and every write waits in {self.journal.path} until it "
+                    "is back."
+                )
+            self.retry_at = time.monotonic() + RETRY_AFTER_S
+            return False
+        if self.away_since is not None:
+            self.say(
+                f"[{self.sweep.name}] the MLflow store is back after {time.monotonic() - self.away_since:.0f} s; "
+                f"sent the {len(self.queue)} writes journaled meanwhile."
+            )
+            self.away_since = None
+        for entry in self.open.values():
+            entry.run_id = self.writer.run_ids.get(entry.trial.key, entry.run_id)
+        self.queue, self.queued_points = [], 0
+        self.last_flush = time.monotonic()
+        return True
+
+    def finish(self) -> bool:
+        """Send everything still queued, whatever the retry clock says; when all of it is in the store, remove
+        the journal. False when the store is away: the journal stays for the next run to replay."""
+        sent = not self.queue or self._send()
+        if sent:
+            self.journal.discard()
+        else:
+            self.journal.close()
+        return sent
 
 
 def _param_value(value: Any) -> str:
@@ -435,3 +683,9 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an error, at most 200 characters."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 200 else text[:197] + "..."
