@@ -296,7 +296,10 @@ class Writer:
                 self.store.experiment_id, run_name=op["name"], tags=op["tags"], start_time=op["time"]
             ).info.run_id
             self.run_ids[op["key"]] = run_id
-        have = {} if created else self.client.get_run(run_id).data.params
+        run = None if created else self.client.get_run(run_id)
+        have = {} if run is None else run.data.params
+        if run is not None:  # found again: give it whatever identity it lacks (a driver died before tagging it)
+            self._set_tags(run_id, {k: v for k, v in op["tags"].items() if k not in run.data.tags})
         missing = [Param(k, v) for k, v in op["params"].items() if k not in have]
         for i in range(0, len(missing), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=missing[i : i + MAX_PARAMS_PER_BATCH])
