@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
 
-from analysis.outcomes import grouped, outcome_counts, rules_named
+from analysis.outcomes import UNPLACED, grouped, outcome_counts, rules_named
 from seedcore.record import CONFIDENCE
 
 
@@ -134,10 +134,15 @@ def improvement_table(
     reps: int = 1000,
 ) -> pd.DataFrame:
     """Probability of improvement of group a over group b on the column `value` (runs with a value), with its
-    bootstrap interval, for every pair of groups. Errors: higher_is_better=False (the default)."""
+    bootstrap interval, for every pair of groups (runs unplaced in a `by` column, outcomes.UNPLACED, are in
+    none). Errors: higher_is_better=False (the default)."""
     from itertools import combinations
 
-    groups = {tuple(key.values()): group[value].astype(float).dropna().to_numpy() for key, group in grouped(trials, by)}
+    groups = {
+        tuple(key.values()): group[value].astype(float).dropna().to_numpy()
+        for key, group in grouped(trials, by)
+        if UNPLACED not in key.values()
+    }
     rows = []
     for a, b in combinations(groups, 2):
         if len(groups[a]) == 0 or len(groups[b]) == 0:

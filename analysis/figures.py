@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.outcomes import UNPLACED  # noqa: E402
+
 
 def save(fig: plt.Figure, output_dir: str | Path, name: str, show: bool = True) -> Path:
     """Write fig as <output_dir>/figures/<name>.png (folders created), show it in a notebook, close it and
@@ -52,8 +54,14 @@ def rate_figure(rates: pd.DataFrame, x: str | None, hue: str | None = None, titl
     """Success rate per group with 95% Wilson interval bars and 's/n' beside each point.
 
     rates: rate_table output. x: the column on the horizontal axis (e.g. width), None for one bar per group;
-    hue: one line per value of this column (e.g. curriculum)."""
+    hue: one line per value of this column (e.g. curriculum). Rows whose x is UNPLACED (runs without that field)
+    have no position on the axis: the title counts them as not plotted."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    total = int(rates["n_runs"].sum())
+    unplaced = rates[x].astype(object) == UNPLACED if x else pd.Series(False, index=rates.index)
+    left_out = int(rates.loc[unplaced, "n_runs"].sum())
+    not_plotted = f", {left_out} unplaced (no {x}) not plotted" if left_out else ""
+    rates = rates[~unplaced]
     groups = [(None, rates)] if hue is None else list(rates.groupby(hue, sort=True))
     offsets = np.linspace(-0.08, 0.08, len(groups)) if len(groups) > 1 else [0.0]
     label_columns = [c for c in rates.columns if c not in RATE_VALUE_COLUMNS and c not in (x, hue)]
@@ -97,7 +105,7 @@ def rate_figure(rates: pd.DataFrame, x: str | None, hue: str | None = None, titl
         ax.set_xlabel(x)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("success rate (fraction of seeds, 95% Wilson CI)")
-    ax.set_title(f"{title}\n{_rule_line(rates)}; {int(rates['n_runs'].sum())} runs", fontsize=10)
+    ax.set_title(f"{title}\n{_rule_line(rates)}; {total} runs{not_plotted}", fontsize=10)
     if hue is not None:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -1,14 +1,14 @@
 """Read a sweep from MLflow: one tidy row per trial, and metric curves in long form.
 
-Layout written by the sweep orchestrator (read, never imported: analysis does not depend on sweeps), in the
-record's vocabulary (seedcore.record, which both import): one experiment per sweep name; a parent run per
-invocation (tag seedpool.role=parent, no mlflow.parentRunId); a child run per trial (seedpool.role=trial,
-mlflow.parentRunId, trial_key, sweep, stop_reason, seed, width, ...) whose params are the resolved training config
-and whose metrics are the trainer's, with `@` spelled `_at_` because MLflow forbids `@` (eval/seq_error@201 is
-stored as eval/seq_error_at_201). This module turns the names back into the trainer's spelling (trainer_key). A
-finished trial also holds the trainer's result tables as artifacts eval/<name>.json (and .csv): eval_table (error
-per test length) and probe_table (the failure probes of neuralgpu.probes), one JSON list of row dicts each;
-load_run_tables reads them.
+Layout written by the sweep orchestrator (read, never imported: analysis does not depend on sweeps), in the record's
+vocabulary (seedcore.record, which both import): one experiment per sweep name; a parent run per invocation (tag
+seedpool.role=parent, no mlflow.parentRunId); a child run per trial (seedpool.role=trial, mlflow.parentRunId,
+trial_key, sweep, stop_reason, axes, and one tag per axis field: seed, width, ...) whose params are the resolved
+training config and whose metrics are the trainer's, with `@` spelled `_at_` because MLflow forbids `@`
+(eval/seq_error@201 is stored as eval/seq_error_at_201). This module turns the names back into the trainer's
+spelling (trainer_key). A finished trial also holds the trainer's result tables as artifacts eval/<name>.json (and
+.csv): eval_table (error per test length) and probe_table (the failure probes of neuralgpu.probes), one JSON list of
+row dicts each; load_run_tables reads them.
 
 The trials table is one `search_runs` request (paged by MLflow), never one request per run; curves come from
 one query per metric on a SQL store, 100 runs per request on a tracking server.
@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +32,8 @@ from mlflow import MlflowClient
 
 from analysis.outcomes import classify_outcome, rule_from_params
 from seedcore.record import (
+    AXES_TAG,
+    CONFIG_TAGS,
     KEY_TAG,
     NEURALGPU,
     PARENT_TAG,
@@ -59,6 +62,10 @@ OUTCOME_COLUMNS = (
 )
 KNOWN_AXES = ("task", "model", "width", "curriculum", "learner", "trainer")
 """Columns that are science axes when they take more than one value in a pool."""
+
+
+class UnidentifiedRunsWarning(UserWarning):
+    """load_trials found runs that carry no identity (no params, no identifying tags): they belong to no cell."""
 
 
 @contextlib.contextmanager
@@ -114,10 +121,13 @@ def load_trials(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
 
     Columns: run_id, run_name, experiment, sweep, trial_key, parent_run_id, mlflow_status, trainer, step_unit
     ('steps', or 'episodes' for RL), every training-config param as its own column with its type (width, task,
-    curriculum, seed, success_threshold, ...; a param that clashes with an outcome column is kept as
-    params.<name>), the outcome columns (OUTCOME_COLUMNS: success, steps_to_success, stop_reason, outcome,
-    steps and wall_time_s spent, steps_to_event and wall_to_event_s for time-to-success analyses, and `rule`,
-    the success rule the run recorded) and the last value of every namespaced metric (eval/seq_error@201, ...).
+    curriculum, seed, success_threshold, ...; a param that clashes with an outcome column is kept as params.<name>;
+    a run without params takes its identifying tags of the same names), `identity` (where those came from: "params",
+    "tags", or "none" for a run that names no cell, reported with UnidentifiedRunsWarning and counted as `unplaced`
+    in every table), `duplicate_trial_key`, the outcome columns (OUTCOME_COLUMNS: success, steps_to_success,
+    stop_reason, outcome, steps and wall_time_s spent, steps_to_event and wall_to_event_s for time-to-success
+    analyses, and `rule`, the success rule the run recorded) and the last value of every namespaced metric
+    (eval/seq_error@201, ...).
 
     attrs: experiment, tracking_uri, science_axes (from the newest parent run, else the known axes that vary).
     Raises ValueError naming the experiments that exist when `experiment` does not.
@@ -163,15 +173,7 @@ def _tidy(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     trainer = _column(runs, f"tags.{TRAINER_TAG}", None).fillna(_column(runs, "params.trainer", None))
     out["trainer"] = trainer.fillna(NEURALGPU)
     out["step_unit"] = [STEP_UNITS.get(name, STEP_UNITS[NEURALGPU]) for name in out["trainer"]]
-    params = {c.removeprefix("params."): c for c in runs.columns if c.startswith("params.")}
-    for name, column in sorted(params.items()):
-        if runs[column].isna().all():  # a parent-run param (search_runs gives every run every column)
-            continue
-        target = f"params.{name}" if name in OUTCOME_COLUMNS or name in out else name
-        out[target] = runs[column].map(_coerce_param)
-    for axis in ("width", "seed"):  # typed from tags when a run has no params (e.g. crashed before logging)
-        if axis not in out and f"tags.{axis}" in runs:
-            out[axis] = runs[f"tags.{axis}"].map(_coerce_param)
+    _config_columns(out, runs)
 
     metric = {c.removeprefix("metrics."): runs[c] for c in runs.columns if c.startswith("metrics.")}
     nan = pd.Series(math.nan, index=runs.index)
@@ -194,7 +196,56 @@ def _tidy(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
         if "/" in name and not values.isna().all():
             out[trainer_key(name)] = values
     _event_columns(out)
+    _report_unidentified(out, experiment)
     return out
+
+
+def _config_columns(out: pd.DataFrame, runs: pd.DataFrame) -> None:
+    """Every run-config field as its own column, run by run: the param where the run logged it, else the tag of
+    the same name among the run's identifying tags (its `axes` tag's fields and its trainer's CONFIG_TAGS), which
+    the recorder sets when it creates the run. A run that crashed between creation and logging its params, or
+    that a rerun reopened without them, keeps its cell. Sets `identity`: "params", "tags" or "none" (neither)."""
+    params = {c.removeprefix("params."): c for c in runs.columns if c.startswith("params.")}
+    has_params = runs[list(params.values())].notna().any(axis=1) if params else pd.Series(False, index=runs.index)
+    axes = _column(runs, f"tags.{AXES_TAG}", None)
+    identifying = [_identifying_fields(listed, trainer) for listed, trainer in zip(axes, out["trainer"], strict=True)]
+    tagged = {field for fields in identifying for field in fields if f"tags.{field}" in runs}
+    # A param no trial run holds belongs to the parent runs (search_runs gives every run every column).
+    names = {name for name, column in params.items() if runs[column].notna().any()} | tagged
+    has_tags = pd.Series(False, index=runs.index)
+    for name in sorted(names):
+        values = runs[params[name]] if name in params else pd.Series(math.nan, index=runs.index, dtype=object)
+        if name in tagged:
+            usable = pd.Series([name in fields for fields in identifying], index=runs.index)
+            from_tag = runs[f"tags.{name}"].where(usable)
+            has_tags |= from_tag.notna()
+            values = values.where(values.notna(), from_tag)
+        target = f"params.{name}" if name in OUTCOME_COLUMNS or name in out else name
+        out[target] = values.map(_coerce_param)
+    out["identity"] = np.where(has_params, "params", np.where(has_tags, "tags", "none"))
+
+
+def _identifying_fields(axes: object, trainer: str) -> set[str]:
+    """The fields whose tags identify a run: its `axes` tag's list (runs created since that tag) and its trainer's
+    CONFIG_TAGS (every run the recorder created)."""
+    listed = [name for name in axes.split(",") if name] if isinstance(axes, str) else []
+    return {*listed, *CONFIG_TAGS.get(trainer, ())}
+
+
+def _report_unidentified(trials: pd.DataFrame, experiment: str) -> None:
+    """A run with neither params nor identifying tags belongs to no cell: keep it (identity "none"; every table
+    counts it as `unplaced`, analysis.outcomes.grouped) and say which runs they are."""
+    lost = trials.loc[trials["identity"] == "none", "run_id"].tolist()
+    if lost:
+        shown = ", ".join(lost[:10]) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
+        warnings.warn(
+            f"{len(lost)} run(s) of experiment {experiment!r} carry no identity (no params, no axis or config tags): "
+            f"{shown}. They are kept with identity='none' and counted as 'unplaced' in every table, never in a cell. "
+            "A trial whose run was created without its tags (an interrupted recorder) is re-identified by the next "
+            "`sweeps run` of the sweep; a run that is not a trial of this sweep belongs in another experiment.",
+            UnidentifiedRunsWarning,
+            stacklevel=4,
+        )
 
 
 def _event_columns(trials: pd.DataFrame) -> None:

@@ -17,6 +17,7 @@ the steps (or seconds) it spent.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,14 +231,54 @@ def _wall_at(wall: pd.DataFrame | None, step: float) -> float:
     return float(after.sort_values("step")["value"].iloc[0]) if len(after) else math.nan
 
 
+UNPLACED = "unplaced"
+"""The group value, in every table, of a `by` column that a run has no value for (load_trials' identity "none",
+or a field its record lacks): such runs are counted in rows of their own, never in a cell."""
+
+
+class UnplacedRunsWarning(UserWarning):
+    """Rows were grouped by a column they have no value in: they are counted under UNPLACED."""
+
+
 def grouped(trials: pd.DataFrame, by: list[str]):
-    """(dict of group values, sub-frame) pairs; the whole frame as one group when `by` is empty."""
+    """(dict of group values, sub-frame) pairs, cells sorted, then the groups holding UNPLACED; the whole frame as
+    one group when `by` is empty.
+
+    A row without a value (NaN or None) in a `by` column is not placed in a cell: its group value there is
+    UNPLACED, it is counted in a row of its own after the cells, and an UnplacedRunsWarning names its run ids.
+    (No resolved run config holds None, so a missing value means the record lacks the field.)"""
     if not by:
         yield {}, trials
         return
-    for key, group in trials.groupby(by, sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        yield dict(zip(by, key, strict=True)), group
+    missing = trials[list(by)].isna()
+    if not missing.to_numpy().any():
+        for key, group in trials.groupby(by, sort=True, dropna=False):
+            key = key if isinstance(key, tuple) else (key,)
+            yield dict(zip(by, key, strict=True)), group
+        return
+    _warn_unplaced(trials, missing)
+    keys = trials[list(by)].astype(object).where(~missing, UNPLACED)
+    unplaced = missing.any(axis=1)
+    for rows in (~unplaced, unplaced):
+        part = keys[rows]
+        for key, index in part.groupby([part[column] for column in by], sort=True).groups.items():
+            key = key if isinstance(key, tuple) else (key,)
+            yield dict(zip(by, key, strict=True)), trials.loc[index]
+
+
+def _warn_unplaced(trials: pd.DataFrame, missing: pd.DataFrame) -> None:
+    rows = missing.any(axis=1)
+    columns = [column for column in missing if missing[column].any()]
+    ids = trials.loc[rows, "run_id"].drop_duplicates().tolist() if "run_id" in trials else []
+    shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    warnings.warn(
+        f"{int(rows.sum())} row(s) have no value for {', '.join(columns)}"
+        + (f" (run ids: {shown})" if ids else "")
+        + f": counted as {UNPLACED!r} there, in rows of their own, never in a cell and never compared. "
+        "load_trials' `identity` column says what each run's record carries.",
+        UnplacedRunsWarning,
+        stacklevel=4,
+    )
 
 
 def pool_summary(trials: pd.DataFrame) -> str:

@@ -18,7 +18,7 @@ from scipy.stats import fisher_exact
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from analysis.outcomes import grouped, outcome_counts, rules_named
+from analysis.outcomes import UNPLACED, grouped, outcome_counts, rules_named
 from seedcore.record import CONFIDENCE
 
 
@@ -150,9 +150,10 @@ def pairwise_table(
     Fisher's p-value and Holm's adjustment over all pairs in the table.
 
     Columns: a, b (group labels), successes_a, n_a, successes_b, n_b, difference, low, high, p_value, p_holm,
-    reject_holm, rule. The counts of every outcome per group are in rate_table(trials, by).
+    reject_holm, rule. The counts of every outcome per group are in rate_table(trials, by). Runs unplaced in a
+    `by` column (outcomes.UNPLACED) are in no group compared.
     """
-    groups = {tuple(key.values()): group for key, group in grouped(trials, by)}
+    groups = {tuple(key.values()): group for key, group in grouped(trials, by) if UNPLACED not in key.values()}
     if pairs is None:
         pairs = list(itertools.combinations(groups, 2))
     rows = []

@@ -16,7 +16,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test
 from lifelines.utils import median_survival_times
 
-from analysis.outcomes import grouped, outcome_counts, rules_named
+from analysis.outcomes import UNPLACED, grouped, outcome_counts, rules_named
 from analysis.rates import CONFIDENCE, wilson_interval
 
 TIME_COLUMNS = {"steps": "steps_to_event", "wall": "wall_to_event_s"}
@@ -202,12 +202,13 @@ def compute_table(
 
 
 def logrank_table(trials: pd.DataFrame, by: list[str], time: str = "steps") -> pd.DataFrame:
-    """Log-rank test for every pair of groups, with Holm's adjustment over the pairs."""
+    """Log-rank test for every pair of groups, with Holm's adjustment over the pairs. Runs unplaced in a `by`
+    column (outcomes.UNPLACED) are in no pair."""
     from itertools import combinations
 
     from analysis.rates import holm
 
-    groups = {tuple(key.values()): group for key, group in grouped(trials, by)}
+    groups = {tuple(key.values()): group for key, group in grouped(trials, by) if UNPLACED not in key.values()}
     rows = []
     for a, b in combinations(groups, 2):
         test = logrank(groups[a], groups[b], time)

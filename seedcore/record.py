@@ -230,6 +230,7 @@ ROLE_TAG = "seedpool.role"
 ROLE_TRIAL, ROLE_PARENT, ROLE_SWEEP = "trial", "parent", "sweep"
 SWEEP_TAG = "sweep"
 KEY_TAG = "trial_key"
+AXES_TAG = "axes"
 TRAINER_TAG = "trainer"
 STOP_REASON_TAG = "stop_reason"
 STOPPED_STEP_TAG = "stopped_step"
@@ -253,6 +254,9 @@ TAGS = {
     RUN_NAME_TAG: "parent run: <sweep>-<date>-<time>; trial run: the trial's name (MLflow's own tag)",
     "resumed_by": "trial run: the parent run of the invocation that resumed it",
     "cell": "trial run: its cell (the science-axis values)",
+    AXES_TAG: "trial run: its axis fields, science then nuisance, comma-separated (`width,seed`); each is also a "
+    "tag of its own, named and spelled as its param (`str`, JSON for lists), set when the run is created, so the "
+    "loader places a run whose params were never logged",
     "git_commit": "parent and trial runs: HEAD of the repository, `-dirty` with changed tracked files",
     "host": "parent run: the driver's host; trial run: the host that trains it",
     "worker_pid": "trial run: the process that trains it",
