@@ -77,3 +77,13 @@ def mlflow_db(tmp_path: Path, mlflow_template: Path) -> Path:
     target = tmp_path / "mlflow.db"
     shutil.copyfile(mlflow_template, target)
     return target
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real `mlflow server` on a free loopback port, recording to a sqlite store and an artifact folder in
+    tmp_path; `.stop()` and `.start()` make the store go away and come back (same port, same data)."""
+    from servers import MlflowServer
+
+    with MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts") as server:
+        yield server
