@@ -243,29 +243,38 @@ def test_a_killed_driver_rerun_leaves_one_finished_run_per_trial(killed_and_reru
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 14 defect 1: points buffered in the killed driver are lost")
+@pytest.mark.xfail(
+    strict=False,  # how many points are lost depends on where the kill lands between flushes (5 s) and checkpoints
+    reason="issue 14 defect 1: points buffered in the killed driver are lost (seen: steps 10-100 of one trial)",
+)
 def test_a_killed_driver_rerun_leaves_every_curve_point_exactly_once(killed_and_rerun):
     db, _, output = killed_and_rerun
-    expected = report_schedule(KILLED_DRIVER_BUDGET, KILLED_DRIVER_REPORT_EVERY)
-    found = {r.info.run_name: steps_of(db, r, "train/loss") for r in runs_of(db, "tiny")}
-    wrong = {
-        name: {
-            "missing": sorted(set(expected) - set(steps)),
-            "twice": sorted({s for s in steps if steps.count(s) > 1}),
-            "unexpected": sorted(set(steps) - set(expected)),
-        }
-        for name, steps in found.items()
-        if steps != expected
-    }
+    wrong = off_schedule(db, "train/loss", report_schedule(KILLED_DRIVER_BUDGET, KILLED_DRIVER_REPORT_EVERY))
     assert not wrong, f"train/loss steps differ from the report schedule: {wrong}\n{output}"
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 14 defect 2: `success` is logged by the last report and finish_trial")
-def test_a_killed_driver_rerun_records_success_once_per_run(killed_and_rerun):
+def test_a_killed_driver_rerun_records_success_once_per_step(killed_and_rerun):
+    """`success` is in every report (0 until the rule holds) and in the final metrics: one point per step."""
     db, _, _ = killed_and_rerun
-    points = {r.info.run_name: steps_of(db, r, "success") for r in runs_of(db, "tiny")}
-    assert all(steps == [KILLED_DRIVER_BUDGET] for steps in points.values()), points
+    twice = {name: problems["twice"] for name, problems in off_schedule(db, "success", []).items() if problems["twice"]}
+    assert not twice, f"`success` logged more than once at these steps: {twice}"
+
+
+def off_schedule(db: Path, metric: str, expected: list[int]) -> dict[str, dict[str, list[int]]]:
+    """Run name -> the steps of `metric` missing from `expected`, logged twice, and not in `expected` (the last
+    check skipped when `expected` is empty), for the runs whose points are not exactly `expected`, once each."""
+    wrong = {}
+    for run in runs_of(db, "tiny"):
+        steps = steps_of(db, run, metric)
+        if steps != expected:
+            wrong[run.info.run_name] = {
+                "missing": sorted(set(expected) - set(steps)),
+                "twice": sorted({s for s in steps if steps.count(s) > 1}),
+                "unexpected": sorted(set(steps) - set(expected)) if expected else [],
+            }
+    return wrong
 
 
 # --- 4. a diverging trial -------------------------------------------------------------------------------------------
