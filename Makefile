@@ -17,7 +17,7 @@ EXPERIMENT ?=
 REPORT_URI := $(or $(MLFLOW_TRACKING_URI),$(MLFLOW_URI))
 REPORTS_DIR := $(abspath reports)
 
-.PHONY: install sweep test test-slow lint format bench mlflow-ui report clean
+.PHONY: install sweep test test-slow test-faults lint format bench mlflow-ui report clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The whole fault list of issue 14, every tier, with the 500-trial pool (`bench`: ~4 minutes on 2 cores, prints the driver's
+# wall time and peak memory).
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/test_faults.py tests/test_servers.py -m "bench or slow or not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

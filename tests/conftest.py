@@ -87,3 +87,14 @@ def mlflow_server(tmp_path: Path):
 
     with MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts") as server:
         yield server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`bench` tests (minutes each) run only when asked for by marker (`make test-faults`), never in a plain run,
+    `make test` or `make test-slow`."""
+    if "bench" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="bench: run with `make test-faults`")
+    for item in items:
+        if "bench" in item.keywords:
+            item.add_marker(skip)
