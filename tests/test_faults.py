@@ -243,10 +243,6 @@ def test_a_killed_driver_rerun_leaves_one_finished_run_per_trial(killed_and_reru
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,  # how many points are lost depends on where the kill lands between flushes (5 s) and checkpoints
-    reason="issue 14 defect 1: points buffered in the killed driver are lost (seen: steps 10-100 of one trial)",
-)
 def test_a_killed_driver_rerun_leaves_every_curve_point_exactly_once(killed_and_rerun):
     db, _, output = killed_and_rerun
     wrong = off_schedule(db, "train/loss", report_schedule(KILLED_DRIVER_BUDGET, KILLED_DRIVER_REPORT_EVERY))
@@ -254,7 +250,6 @@ def test_a_killed_driver_rerun_leaves_every_curve_point_exactly_once(killed_and_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 14 defect 2: `success` is logged by the last report and finish_trial")
 def test_a_killed_driver_rerun_records_success_once_per_step(killed_and_rerun):
     """`success` is in every report (0 until the rule holds) and in the final metrics: one point per step."""
     db, _, _ = killed_and_rerun
