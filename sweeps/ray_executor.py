@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -74,6 +75,8 @@ def start_or_join(source: str) -> bool:
 
     address = os.environ.get("RAY_ADDRESS")
     try:
+        if address and not ray.is_initialized():
+            check_reachable(address)
         return connect_ray()
     except Exception as exc:  # ray.init raises ConnectionError, ValueError, RuntimeError, OSError, TimeoutError...
         ray.shutdown()  # whatever a failed start left running
@@ -91,6 +94,18 @@ def start_or_join(source: str) -> bool:
                 "/tmp) is writable and has space, or join a running cluster by setting RAY_ADDRESS"
             )
         raise SweepConfigError(f"{source}: {problem}. To fix it, {fix}. Nothing was launched or recorded.") from None
+
+
+def check_reachable(address: str) -> None:
+    """Raise ConnectionError unless something answers at a `host:port` address within 10 s: ray.init waits
+    minutes on an address where nothing listens. Other forms (auto, ray://...) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address}: {exc.strerror or exc}") from None
 
 
 def quiet_tune() -> None:

@@ -21,6 +21,12 @@ home. The run fields themselves are validated by the trainer's own config class 
 
 Trainer `rl` counts in episodes: `budget.steps` and `stopping.patience_steps` are episodes, and success is
 gym's rule (see SuccessRule).
+
+Refused before anything starts, with a message of a few lines at most that names the file, the key and the fix:
+files that are not UTF-8 text or larger than 1 MB, YAML nested deeper than 50 levels or whose aliases (`*name`)
+expand past 10,000 values (`seedcore.config.load_yaml`), NaN and infinities anywhere, seeds outside
+[0, 2**64 - 1], pools of more than MAX_TRIALS trials, run fields outside their trainer's ranges (e.g. `lr` in
+(0, 10]; `FLOAT_RANGES` in each trainer's config), and, for a local run, a trial larger than this machine.
 """
 
 from __future__ import annotations
@@ -156,11 +162,11 @@ class Resources(Section):
     """What one trial asks the Ray cluster for. Checked against the cluster before anything starts."""
 
     cpu: Annotated[float, Field(gt=0, le=1024)] = 1
-    """CPUs per trial; also the trainer's torch threads (rounded down, at least 1), so a trial's numbers match
-    a command-line run with the same `threads`."""
+    """CPUs per trial, in (0, 1024]; also the trainer's torch threads (rounded down, at least 1), so a trial's
+    numbers match a command-line run with the same `threads`."""
     gpu: Annotated[float, Field(ge=0, le=1024)] = 0
-    """GPUs per trial; a fraction < 1 packs several trials on one GPU (0.25 = four per GPU). Above 1 it must be
-    a whole number. gpu > 0 trains on `cuda`, gpu = 0 on `cpu`."""
+    """GPUs per trial, in [0, 1024]; a fraction < 1 packs several trials on one GPU (0.25 = four per GPU). Above 1
+    it must be a whole number. gpu > 0 trains on `cuda`, gpu = 0 on `cpu`."""
 
     @field_validator("gpu")
     @classmethod

@@ -244,9 +244,10 @@ def test_the_local_cluster_listens_on_loopback_only():
     ("env", "expected"),
     [
         ({"RAY_ADDRESS": "not a host"}, "cannot join the Ray cluster at RAY_ADDRESS=not a host"),
+        ({"RAY_ADDRESS": "127.0.0.1:1"}, "cannot join the Ray cluster at RAY_ADDRESS=127.0.0.1:1 (nothing answers"),
         ({"RAY_TMPDIR": "/dev/null/ray"}, "cannot start a local Ray cluster"),
     ],
-    ids=["bad RAY_ADDRESS", "local start fails"],
+    ids=["bad RAY_ADDRESS", "nothing at RAY_ADDRESS", "local start fails"],
 )
 def test_a_ray_start_up_failure_is_a_message_not_a_traceback(env, expected, tmp_path):
     config = (REPO / "sweeps" / "configs" / "tiny.yaml").read_text()
