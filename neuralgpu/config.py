@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from neuralgpu.variants import VARIANTS, variant
-from seedcore.config import ConfigError, RunConfig, check_positive, need_for
+from seedcore.config import ConfigError, RunConfig, check_ranges, need_for, quote
 
 __all__ = ["ConfigError", "TrainConfig"]
 
@@ -24,6 +24,22 @@ SUCCESS_METRICS = ("seq_error", "digit_error")
 OPTIMIZERS = ("adam", "adamax")
 MEMORY_MODES = ("plain", "checkpoint", "offload")
 PRECISIONS = ("fp32", "bf16")
+FLOAT_RANGES = {
+    "init_scale": "(0, 100]",
+    "sigmoid_cutoff": "(0, 100]",
+    "saturation_limit": "(0, 100]",
+    "saturation_weight_max": "(0, 1]",
+    "lr": "(0, 10]",
+    "adam_eps": "(0, 1]",
+    "clip_norm": "(0, 1e6]",
+    "lr_decay": "(0, 1]",
+    "grad_noise_scale": "[0, 100]",
+    "pull_start": "[0, 1000]",
+    "pull_growth": "(0, 100]",
+    "pull_limit": "[0, 1000]",
+}
+"""The float fields without a range of their own below: beyond these bounds a run diverges or overflows at once
+(lr: 1e300 fails in the optimiser's first step). Fractions, thresholds and max_minutes are checked with their rules."""
 
 
 @dataclass
@@ -34,7 +50,7 @@ class TrainConfig(RunConfig):
     task: str = "badd"
     """Task name from neuralgpu.tasks.TASKS (badd, qadd, add, bmul, mul, copy, rev, ...)."""
     seed: int = 0
-    """Seeds Python, NumPy, torch and the example generators; the nuisance axis of every pool."""
+    """Seeds Python, NumPy, torch and the example generators; the nuisance axis of every pool. 0..2**64-1."""
 
     # --- model -----------------------------------------------------------------------------------------------
     model: str = "k15"
@@ -93,7 +109,7 @@ class TrainConfig(RunConfig):
     optimizer: str | None = None
     """adam, or adamax with F17's beta2 schedule; None = the model's (k15: adam, f17: adamax)."""
     lr: float | None = None
-    """Learning rate; None = the model's (k15: 1e-3; f17: 0.01 * 48 / width)."""
+    """Learning rate in (0, 10]; None = the model's (k15: 1e-3; f17: 0.01 * 48 / width)."""
     adam_eps: float = 1e-4
     """Adam epsilon (P16; K15 first release 1e-5). AdaMax uses F17's 1e-8."""
     clip_norm: float = 1.0
@@ -181,25 +197,35 @@ class TrainConfig(RunConfig):
         need(
             self.task in TASKS,
             "task",
-            f"is {self.task!r}, not a known task",
+            f"is {quote(self.task)}, not a known task",
             f"use one of {', '.join(sorted(TASKS))}",
         )
-        need(self.model in VARIANTS, "model", f"is {self.model!r}", f"use one of {', '.join(VARIANTS)}")
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"is {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
-        need(self.memory in MEMORY_MODES, "memory", f"is {self.memory!r}", f"use one of {', '.join(MEMORY_MODES)}")
-        need(self.precision in PRECISIONS, "precision", f"is {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
+        need(self.model in VARIANTS, "model", f"is {quote(self.model)}", f"use one of {', '.join(VARIANTS)}")
+        need(
+            self.optimizer in OPTIMIZERS,
+            "optimizer",
+            f"is {quote(self.optimizer)}",
+            f"use one of {', '.join(OPTIMIZERS)}",
+        )
+        need(self.memory in MEMORY_MODES, "memory", f"is {quote(self.memory)}", f"use one of {', '.join(MEMORY_MODES)}")
+        need(
+            self.precision in PRECISIONS,
+            "precision",
+            f"is {quote(self.precision)}",
+            f"use one of {', '.join(PRECISIONS)}",
+        )
         variant(self.model).check(self, need)
         need(
             not self.task_curriculum or self.task_curriculum[-1] == self.task,
             "task_curriculum",
-            f"is {list(self.task_curriculum)} but task is {self.task!r}",
+            f"is {quote(list(self.task_curriculum))} but task is {quote(self.task)}",
             "end the task list with `task`",
         )
         for name in self.task_curriculum:
             need(
                 name in TASKS,
                 "task_curriculum",
-                f"names {name!r}, not a known task",
+                f"names {quote(name)}, not a known task",
                 f"use tasks from {', '.join(sorted(TASKS))}",
             )
         need(
@@ -225,26 +251,20 @@ class TrainConfig(RunConfig):
         need(
             all(c >= 1 for c in self.probe_carries),
             "probe_carries",
-            f"is {list(self.probe_carries)}",
+            f"is {quote(list(self.probe_carries))}",
             "use carry lengths >= 1",
         )
         need(self.probe_examples >= 1, "probe_examples", f"is {self.probe_examples}", "use at least 1")
         need(
-            0 < self.saturation_limit and 0 < self.saturation_weight_max,
-            "saturation_limit",
-            "and saturation_weight_max must be positive",
-            "use positive numbers",
-        )
-        need(
             self.curriculum in CURRICULA,
             "curriculum",
-            f"is {self.curriculum!r}, not a known curriculum",
+            f"is {quote(self.curriculum)}, not a known curriculum",
             f"use one of {', '.join(CURRICULA)}",
         )
         need(
             self.success_metric in SUCCESS_METRICS,
             "success_metric",
-            f"is {self.success_metric!r}",
+            f"is {quote(self.success_metric)}",
             f"use one of {', '.join(SUCCESS_METRICS)}",
         )
         need(
@@ -271,19 +291,8 @@ class TrainConfig(RunConfig):
             "order them, with min_length >= 3",
         )
         need(self.batch_size >= 1, "batch_size", f"is {self.batch_size}", "use at least 1")
-        check_positive(
-            need, self, ("lr", "adam_eps", "clip_norm", "lr_decay", "pull_growth", "init_scale", "sigmoid_cutoff")
-        )
-        need(self.lr_decay <= 1.0, "lr_decay", f"is {self.lr_decay}", "use a factor in (0, 1]")
-        for key in (
-            "max_steps",
-            "patience_steps",
-            "max_minutes",
-            "success_confirm",
-            "pull_start",
-            "pull_limit",
-            "grad_noise_scale",
-        ):
+        check_ranges(need, self, FLOAT_RANGES)
+        for key in ("max_steps", "patience_steps", "max_minutes", "success_confirm"):
             need(getattr(self, key) >= 0, key, f"is {getattr(self, key)}", "use 0 or a positive number")
         for key in (
             "advance_every",
@@ -315,7 +324,7 @@ class TrainConfig(RunConfig):
         need(
             len(self.eval_lengths) > 0 and all(n >= 3 for n in self.eval_lengths),
             "eval_lengths",
-            f"is {list(self.eval_lengths)}",
+            f"is {quote(list(self.eval_lengths))}",
             "give one or more lengths >= 3",
         )
         self.validate_run(need)

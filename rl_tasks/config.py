@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from rl_tasks import ENV_NAMES
 from rl_tasks.learners import LEARNERS
-from seedcore.config import ConfigError, RunConfig, check_positive, load_yaml, need_for
+from seedcore.config import ConfigError, RunConfig, check_ranges, load_yaml, need_for, quote
 from seedcore.config import describe_fields as describe_config_fields
 
 AGENTS = tuple(LEARNERS)
@@ -25,6 +25,16 @@ Q_TARGETS = ("watkins", "one_step")
 CURRICULA = ("env", "lsae")
 OPTIMIZERS = ("adam", "sgd")
 EXPLORATIONS = ("constant", "linear", "adaptive")
+FLOAT_RANGES = {
+    "lr": "(0, 10]",
+    "clip_norm": "(0, 1e6]",
+    "q_penalty": "[0, 100]",
+    "entropy_coef": "[0, 100]",
+    "reward_threshold": "[0, 1e6]",
+}
+"""The float fields without a range of their own below: beyond these bounds a run diverges or overflows at once
+(lr: 1e300 fails in the optimiser's first step). Probabilities, discounts and max_minutes are checked with their
+rules."""
 
 __all__ = ["ConfigError", "RLConfig", "describe_fields", "load_yaml"]
 
@@ -44,7 +54,7 @@ class RLConfig(RunConfig):
     easy_start: bool = False
     """Addition envs: half the episodes carry-free while the curriculum length is <= 12 (the talk's 3-row fix)."""
     seed: int = 0
-    """Seeds Python, NumPy, torch, the env and the agent's streams; the nuisance axis of every pool."""
+    """Seeds Python, NumPy, torch, the env and the agent's streams; the nuisance axis of every pool. 0..2**64-1."""
 
     # --- agent -----------------------------------------------------------------------------------------------
     agent: str = "qlearning"
@@ -86,7 +96,7 @@ class RLConfig(RunConfig):
     optimizer: str = "adam"
     """adam or sgd (LSAE: SGD, lr 0.1)."""
     lr: float = 0.003
-    """Learning rate."""
+    """Learning rate, in (0, 10]."""
     batch_episodes: int = 4
     """Episodes per gradient step (LSAE: 20 parallel samples)."""
     clip_norm: float = 5.0
@@ -149,7 +159,7 @@ class RLConfig(RunConfig):
 
         def one_of(key: str, choices: tuple[str, ...]) -> None:
             value = getattr(self, key)
-            need(value in choices, key, f"is {value!r}", f"use one of {', '.join(choices)}")
+            need(value in choices, key, f"is {quote(value)}", f"use one of {', '.join(choices)}")
 
         one_of("env", ENV_NAMES)
         for key, choices in (
@@ -165,7 +175,7 @@ class RLConfig(RunConfig):
         need(
             self.discount == "dynamic" or _discount_value(self.discount) is not None,
             "discount",
-            f"is {self.discount!r}",
+            f"is {quote(self.discount)}",
             "use dynamic or a number in (0, 1]",
         )
         need(1 <= self.hidden <= 8192, "hidden", f"is {self.hidden}", "use between 1 and 8192 units (LSAE: 200)")
@@ -173,12 +183,9 @@ class RLConfig(RunConfig):
             value = getattr(self, key)
             need(0.0 <= value <= 1.0, key, f"is {value}", "use a probability in [0, 1]")
         need(0.0 < self.reinforce_gamma <= 1.0, "reinforce_gamma", f"is {self.reinforce_gamma}", "use (0, 1]")
-        check_positive(need, self, ("lr", "clip_norm"))
+        check_ranges(need, self, FLOAT_RANGES)
         for key in (
             "epsilon_decay_episodes",
-            "q_penalty",
-            "entropy_coef",
-            "reward_threshold",
             "eval_every",
             "max_episodes",
             "max_minutes",
@@ -198,7 +205,7 @@ class RLConfig(RunConfig):
         need(
             len(self.eval_lengths) > 0 and all(n >= 1 for n in self.eval_lengths),
             "eval_lengths",
-            f"is {list(self.eval_lengths)}",
+            f"is {quote(list(self.eval_lengths))}",
             "give one or more positive lengths",
         )
         self.validate_run(need)

@@ -10,9 +10,12 @@ import argparse
 import sys
 
 from seedcore.cli import ArgumentError, Parser
+from seedcore.config import clip
 from sweeps.schema import CONFIG_DIR, SweepConfigError
 
 EXIT_BAD_INPUT = 2
+MAX_MESSAGE_CHARS = 1000
+"""Errors are a paragraph: the sources quote values in at most 80 characters; this is the last bound."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         from sweeps.expand import load_sweep
 
         sweep = load_sweep(args.config)
+        if args.command == "run" and not args.dry_run:
+            from sweeps.resources import check_local_machine
+
+            # Before importing the runner (MLflow, Ray: seconds): an impossible request is refused at once.
+            check_local_machine(sweep.config.resources, str(sweep.path))
         if args.command == "status":
             from sweeps.runner import sweep_status
 
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return run_sweep(sweep, max_concurrent=args.max_concurrent, restart=args.restart, argv=argv)
     except SweepConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(clip(f"error: {exc}", MAX_MESSAGE_CHARS), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume.", file=sys.stderr)

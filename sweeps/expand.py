@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seedcore.config import clip, quote
 from sweeps.schema import (
+    MAX_TRIALS,
     SweepConfig,
     SweepConfigError,
     axis_setting,
@@ -94,6 +97,7 @@ def load_sweep(name: str) -> Sweep:
 def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial]:
     trainer.check_sweep(config, source)  # first: a rule the trainer cannot honour is the root problem
     check_axes(config, trainer, source)
+    check_pool_size(config, source)
     config_class = trainer.config_class_object()
     owned = trainer.owned_fields(config)
     science, nuisance = config.axes.science, config.axes.nuisance
@@ -116,7 +120,7 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
     for group, axes in (("science", science), ("nuisance", nuisance)):
         for axis, axis_values in axes.items():
             for i, value in enumerate(axis_values):
-                build(axis_setting(axis, value), f"{source}: in `axes.{group}.{axis}[{i}]`")
+                build(axis_setting(axis, value), f"{source}: in `axes.{group}.{clip(axis)}[{i}]`")
 
     trials = []
 
@@ -129,7 +133,7 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
     for nuisance_values in nuisance_combos:  # seed-major: the first trials cover every cell
         for cell in science_combos:
             axis_values = {**cell, **nuisance_values}
-            run_config = build(axis_values, f"{source}: in the trial {axis_values}")
+            run_config = build(axis_values, f"{source}: in the trial {quote(axis_values)}")
             trials.append(
                 Trial(
                     key=trial_key(trainer.name, run_config, trainer.later_fields),
@@ -141,6 +145,19 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
                 )
             )
     return trials
+
+
+def check_pool_size(config: SweepConfig, source: str) -> None:
+    """Refuse a pool of more than MAX_TRIALS trials before expanding it (axes multiply: 5 axes of 100 values would
+    be 10^10 trials, validated one by one)."""
+    axes = {**config.axes.science, **config.axes.nuisance}
+    size = math.prod(len(values) for values in axes.values())
+    if size > MAX_TRIALS:
+        product = " x ".join(f"{len(values)} {clip(axis, 40)}" for axis, values in axes.items())
+        raise SweepConfigError(
+            f"{source}: `axes` make {size:,} trials ({clip(product, 200)}), more than the {MAX_TRIALS:,} one pool may "
+            f"have; split the study into several sweeps or use fewer values. {NOTHING_DONE}"
+        )
 
 
 def check_axes(config: SweepConfig, trainer: TrainerSpec, source: str) -> None:
@@ -158,13 +175,16 @@ def check_axes(config: SweepConfig, trainer: TrainerSpec, source: str) -> None:
         )
     twice = sorted({field for field in science if science.count(field) > 1})
     if twice:
-        fail(f"`{twice[0]}` is set by two science axes; give it in one axis (a joined axis like `model+width` counts)")
+        fail(
+            f"`{clip(twice[0])}` is set by two science axes; give it in one axis (a joined axis like `model+width` "
+            "counts)"
+        )
     for place, keys in (("base", config.base), ("axes.science", science), ("axes.nuisance", nuisance)):
         for key in keys:
             owner = trainer.owners.get(key)
             if owner and not (key == "seed" and place == "axes.nuisance"):
-                fail(f"`{place}.{key}` is set by `{owner}` in this file; move the value there")
+                fail(f"`{place}.{clip(key)}` is set by `{owner}` in this file; move the value there")
     for key in sorted(set(science) & set(nuisance)):
-        fail(f"`{key}` is both a science and a nuisance axis; keep it in one of `axes.science`/`axes.nuisance`")
+        fail(f"`{clip(key)}` is both a science and a nuisance axis; keep it in one of `axes.science`/`axes.nuisance`")
     for key in sorted(set(config.base) & (set(science) | set(nuisance))):
-        fail(f"`base.{key}` is also an axis; remove it from `base` (the axis gives every value)")
+        fail(f"`base.{clip(key)}` is also an axis; remove it from `base` (the axis gives every value)")

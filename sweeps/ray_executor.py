@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -22,19 +23,89 @@ MANIFEST = "seedpool_trials.json"
 """Written into each Tune experiment folder: the trial keys it was launched with."""
 
 
+QUIET = {"log_to_driver": False, "logging_level": logging.WARNING}
+SINGLE_MACHINE_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for single-machine clusters (off by default on macOS and Windows): with it at 0 the node's address
+is the loopback one, and every Ray server (GCS, raylet, object manager, workers, agents) listens on it alone."""
+
+
 def connect_ray() -> bool:
     """Join $RAY_ADDRESS, or start a local cluster with this machine's CPUs; True when this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, **QUIET)
         return False
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+    start_local_ray(num_cpus=os.cpu_count())
     return True
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """`ray.init` of a one-machine cluster reachable from this machine only: every Ray process listens on
+    127.0.0.1, not on every interface (Ray's default binds its gRPC servers to 0.0.0.0, open to the network)."""
+    import ray
+    from ray._private import ray_constants
+
+    # Ray picks the node's address as it starts, from this flag (read at import, so set on the module too); the
+    # processes it spawns inherit the variable. Both are restored after, so a later join of a remote cluster from
+    # this process advertises a reachable address again. (`_node_ip_address="127.0.0.1"` alone is not enough:
+    # Ray replaces a loopback address by the machine's network address unless the switch is off.)
+    saved_env, saved_flag = os.environ.get(SINGLE_MACHINE_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(SINGLE_MACHINE_SWITCH, None)
+        else:
+            os.environ[SINGLE_MACHINE_SWITCH] = saved_env
+
+
+def start_or_join(source: str) -> bool:
+    """connect_ray, with its failures as a SweepConfigError that says what failed and how to fix it."""
+    import ray
+
+    from seedcore.config import clip
+    from sweeps.schema import SweepConfigError
+
+    address = os.environ.get("RAY_ADDRESS")
+    try:
+        if address and not ray.is_initialized():
+            check_reachable(address)
+        return connect_ray()
+    except Exception as exc:  # ray.init raises ConnectionError, ValueError, RuntimeError, OSError, TimeoutError...
+        ray.shutdown()  # whatever a failed start left running
+        reason = clip(" ".join(str(exc).split()) or type(exc).__name__, 300)
+        if address:
+            problem = f"cannot join the Ray cluster at RAY_ADDRESS={clip(address)} ({reason})"
+            fix = (
+                "set RAY_ADDRESS to the head node's address as `ray status` there prints it (host:port, e.g. "
+                "10.0.0.1:6379) and check that this machine reaches it, or unset RAY_ADDRESS to run on a local cluster"
+            )
+        else:
+            problem = f"cannot start a local Ray cluster ({reason})"
+            fix = (
+                "stop a stale local cluster with `ray stop`, check that the temporary folder (RAY_TMPDIR, TMPDIR or "
+                "/tmp) is writable and has space, or join a running cluster by setting RAY_ADDRESS"
+            )
+        raise SweepConfigError(f"{source}: {problem}. To fix it, {fix}. Nothing was launched or recorded.") from None
+
+
+def check_reachable(address: str) -> None:
+    """Raise ConnectionError unless something answers at a `host:port` address within 10 s: ray.init waits
+    minutes on an address where nothing listens. Other forms (auto, ray://...) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address}: {exc.strerror or exc}") from None
 
 
 def quiet_tune() -> None:
@@ -97,19 +168,17 @@ class RayTuneExecutor:
 
     @contextmanager
     def connect(self) -> Iterator[int]:
-        import ray
+        from sweeps.resources import check_feasible, check_local_machine, max_parallel, node_resources
 
-        from sweeps.resources import check_feasible, max_parallel, node_resources
-        from sweeps.schema import SweepConfigError
+        resources, source = self.sweep.config.resources, str(self.sweep.path)
+        check_local_machine(resources, source)  # before Ray starts: seconds, and a cluster to shut down
+        import ray
 
         started_ray = False
         try:
-            try:
-                started_ray = connect_ray()
-                nodes = node_resources(ray.nodes())
-                check_feasible(self.sweep.config.resources, nodes, str(self.sweep.path))
-            except ConnectionError as exc:
-                raise SweepConfigError(f"cannot reach the Ray cluster at RAY_ADDRESS: {exc}") from None
+            started_ray = start_or_join(source)
+            nodes = node_resources(ray.nodes())
+            check_feasible(resources, nodes, source)
             parallel = max_parallel(self.sweep.config.resources, nodes)
             yield min(parallel, self.max_concurrent) if self.max_concurrent else parallel
         finally:

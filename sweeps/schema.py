@@ -21,10 +21,17 @@ home. The run fields themselves are validated by the trainer's own config class 
 
 Trainer `rl` counts in episodes: `budget.steps` and `stopping.patience_steps` are episodes, and success is
 gym's rule (see SuccessRule).
+
+Refused before anything starts, with a message of a few lines at most that names the file, the key and the fix:
+files that are not UTF-8 text or larger than 1 MB, YAML nested deeper than 50 levels or whose aliases (`*name`)
+expand past 10,000 values (`seedcore.config.load_yaml`), NaN and infinities anywhere, seeds outside
+[0, 2**64 - 1], pools of more than MAX_TRIALS trials, run fields outside their trainer's ranges (e.g. `lr` in
+(0, 10]; `FLOAT_RANGES` in each trainer's config), and, for a local run, a trial larger than this machine.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,9 +39,14 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from seedcore.config import SEED_MAX, SafeLoader, clip, quote
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
 SCHEMA_DOC = "sweeps/schema.py"
+MAX_TRIALS = 10_000
+"""The most trials one pool may have (and the most seeds in one seed range): expanding a pool validates every
+trial's config (about a millisecond each), so a larger one is more likely a typo than a study."""
 
 
 class SweepConfigError(ValueError):
@@ -43,7 +55,8 @@ class SweepConfigError(ValueError):
 
 class Section(BaseModel):
     # strict: YAML "8" stays a string and is rejected where a number is expected, instead of being coerced.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan: YAML's .nan and .inf are floats that no budget, rule or resource can use.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class Axes(Section):
@@ -71,29 +84,36 @@ class Axes(Section):
         for field, values in value.items():
             if field == "seed" and info.field_name == "nuisance":
                 out[field] = values = seed_list(values)
+            name = clip(str(field))
             if not isinstance(values, list):
                 raise ValueError(
-                    f"axis `{field}` is {values!r}, not a list; write the values as a list, e.g. "
-                    f"`{field}: [{values!r}]`, or move a single value to `base`"
+                    f"axis `{name}` is {quote(values)}, not a list; write the values as a list, e.g. "
+                    f"`{name}: [{quote(values)}]`, or move a single value to `base`"
                 )
             if not values:
-                raise ValueError(f"axis `{field}` is an empty list; give at least one value or remove the axis")
+                raise ValueError(f"axis `{name}` is an empty list; give at least one value or remove the axis")
+            if not isinstance(field, str):
+                return value  # pydantic reports the key that is not a string
             fields = axis_fields(field)
             if len(fields) > 1:
                 if info.field_name != "science" or len(set(fields)) != len(fields) or not all(fields):
                     raise ValueError(
-                        f"axis `{field}` joins fields with `+`; only a science axis may, each field once "
+                        f"axis `{name}` joins fields with `+`; only a science axis may, each field once "
                         "(e.g. `model+width: [[f17, 96], [k15, 24]]`)"
                     )
                 bad = next((v for v in values if not isinstance(v, list) or len(v) != len(fields)), None)
                 if bad is not None:
                     raise ValueError(
-                        f"axis `{field}` has the value {bad!r}; each value of a joined axis lists one value per "
-                        f"field ({len(fields)}: {', '.join(fields)}), e.g. `{field}: [{[f'<{f}>' for f in fields]}]`"
+                        f"axis `{name}` has the value {quote(bad)}; each value of a joined axis lists one value "
+                        f"per field ({len(fields)}: {clip(', '.join(fields))}), e.g. "
+                        f"`{name}: [{clip(str([f'<{f}>' for f in fields]))}]`"
                     )
-            duplicates = sorted({repr(v) for v in values if values.count(v) > 1})
-            if duplicates:
-                raise ValueError(f"axis `{field}` lists {duplicates[0]} twice; give each value once")
+            seen: set[str] = set()
+            for v in values:  # by canonical text: values may be lists (joined axes, task curricula)
+                text = json.dumps(v, sort_keys=True, default=repr)
+                if text in seen:
+                    raise ValueError(f"axis `{name}` lists {quote(v)} twice; give each value once")
+                seen.add(text)
         return out
 
 
@@ -109,36 +129,44 @@ def axis_setting(axis: str, value: Any) -> dict[str, Any]:
 
 
 def seed_list(values: Any) -> Any:
-    """Seeds as a list of non-negative integers, from a list or a {start, stop} range (stop excluded)."""
+    """Seeds as a list of integers in [0, SEED_MAX], from a list or a {start, stop} range (stop excluded)."""
     if isinstance(values, dict):
-        unknown = sorted(set(values) - {"start", "stop"})
+        unknown = set(values) - {"start", "stop"}
         if unknown or "stop" not in values:
             raise ValueError(
-                f"axis `seed` is {values!r}; a seed range has the keys `start` (default 0) and `stop` "
+                f"axis `seed` is {quote(values)}; a seed range has the keys `start` (default 0) and `stop` "
                 "(excluded), e.g. {start: 0, stop: 16}"
             )
         start, stop = values.get("start", 0), values["stop"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)):
-            raise ValueError(f"axis `seed` range {values!r} needs integer `start` and `stop`")
+            raise ValueError(f"axis `seed` range {quote(values)} needs integer `start` and `stop`")
         if stop <= start:
-            raise ValueError(f"axis `seed` range {values!r} is empty; `stop` (excluded) must exceed `start`")
+            raise ValueError(f"axis `seed` range {quote(values)} is empty; `stop` (excluded) must exceed `start`")
+        if stop - start > MAX_TRIALS:
+            raise ValueError(
+                f"axis `seed` range {quote(values)} has {stop - start:,} seeds, more than a pool may have "
+                f"({MAX_TRIALS:,}); lower `stop`"
+            )
         values = list(range(start, stop))
     if isinstance(values, list):
-        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX]
         if bad:
-            raise ValueError(f"axis `seed` has {bad[0]!r}; seeds are integers >= 0")
+            raise ValueError(
+                f"axis `seed` has {quote(bad[0])}; seeds are integers >= 0 and at most 2**64 - 1 (what "
+                "torch.manual_seed accepts), e.g. {start: 0, stop: 16}"
+            )
     return values
 
 
 class Resources(Section):
     """What one trial asks the Ray cluster for. Checked against the cluster before anything starts."""
 
-    cpu: Annotated[float, Field(gt=0)] = 1
-    """CPUs per trial; also the trainer's torch threads (rounded down, at least 1), so a trial's numbers match
-    a command-line run with the same `threads`."""
-    gpu: Annotated[float, Field(ge=0)] = 0
-    """GPUs per trial; a fraction < 1 packs several trials on one GPU (0.25 = four per GPU). Above 1 it must be
-    a whole number. gpu > 0 trains on `cuda`, gpu = 0 on `cpu`."""
+    cpu: Annotated[float, Field(gt=0, le=1024)] = 1
+    """CPUs per trial, in (0, 1024]; also the trainer's torch threads (rounded down, at least 1), so a trial's
+    numbers match a command-line run with the same `threads`."""
+    gpu: Annotated[float, Field(ge=0, le=1024)] = 0
+    """GPUs per trial, in [0, 1024]; a fraction < 1 packs several trials on one GPU (0.25 = four per GPU). Above 1
+    it must be a whole number. gpu > 0 trains on `cuda`, gpu = 0 on `cpu`."""
 
     @field_validator("gpu")
     @classmethod
@@ -241,7 +269,7 @@ class SweepConfig(Section):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            raise ValueError(f"name is {value!r}; use letters, digits, `_`, `-` and `.` (it names a folder)")
+            raise ValueError(f"name is {quote(value)}; use letters, digits, `_`, `-` and `.` (it names a folder)")
         return value
 
 
@@ -256,12 +284,12 @@ def resolve_config_path(name: str) -> Path:
                 return candidate
     shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
     raise SweepConfigError(
-        f"{name}: no such sweep config. Give a path to a YAML file or the name of a shipped config "
+        f"{clip(name, 4 * 80)}: no such sweep config. Give a path to a YAML file or the name of a shipped config "
         f"({shipped}). Nothing was launched or recorded."
     )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(SafeLoader):
     """safe_load that refuses a key given twice in one mapping (YAML would silently keep the last)."""
 
 
@@ -272,7 +300,7 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
-                None, None, f"key `{key}` appears twice in one mapping (line {mark.line + 1}); keep one", mark
+                None, None, f"key `{clip(str(key))}` appears twice in one mapping (line {mark.line + 1}); keep one"
             )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
@@ -282,16 +310,20 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The file's top-level mapping; errors name the file and say what to fix."""
+    """The file's top-level mapping; errors name the file and say what to fix. The project's reader (not text,
+    too large, alias bombs, bad syntax, not a mapping), with keys given twice refused too."""
     from seedcore.config import ConfigError, load_yaml
 
     try:
-        load_yaml(path)  # the project's reader: missing file, bad syntax, not a mapping
-        values = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+        values = load_yaml(path, loader=_UniqueKeyLoader)
     except ConfigError as exc:
         raise SweepConfigError(f"{exc} Nothing was launched or recorded.") from None
-    except yaml.YAMLError as exc:
-        raise SweepConfigError(f"{path}: {exc}. Nothing was launched or recorded.") from None
+    if not values:
+        raise SweepConfigError(
+            f"{path}: the file holds no keys (it is empty or only comments); a sweep needs at least `name`, "
+            "`trainer`, `axes`, `budget` and `success` (see sweeps/configs/tiny.yaml). Nothing was launched "
+            "or recorded."
+        )
     return values
 
 
@@ -311,7 +343,7 @@ def key_path(loc: tuple[Any, ...]) -> str:
     """('axes', 'nuisance', 'seed', 2) -> 'axes.nuisance.seed[2]'."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{clip(str(part))}" if out else clip(str(part)))
     return out
 
 
@@ -339,11 +371,13 @@ def describe_error(error: dict[str, Any]) -> str:
         model = _model_at(loc)
         known = ", ".join(model.model_fields) if model else "(none)"
         return f"unknown key `{where}`; the keys allowed there are {known}. Fix the spelling or remove it"
+    if loc and loc[-1] == "[key]":  # pydantic's place for a mapping key of the wrong type
+        return f"`{key_path(loc[:-2])}` has the key {quote(loc[-2])}, not a name; write each key as text, e.g. `width`"
     if kind == "missing":
         return f"`{where}` is required but missing; add it"
     if kind == "value_error":
         return f"`{where}`: {error['msg'].removeprefix('Value error, ')}"
     if kind == "model_type":
-        return f"`{where}` should be a mapping of keys, got {given!r}; write it as `key: value` lines"
+        return f"`{where}` should be a mapping of keys, got {quote(given)}; write it as `key: value` lines"
     message = error["msg"][0].lower() + error["msg"][1:]
-    return f"`{where}` is {given!r} ({type(given).__name__}): {message}; fix the value"
+    return f"`{where}` is {quote(given)} ({type(given).__name__}): {clip(message, 160)}; fix the value"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from seedcore.config import quote
 from seedcore.record import CONFIG_TAGS, NEURALGPU, RL, STEP_UNITS
 from seedcore.registry import load_object
 from sweeps.schema import SweepConfig, SweepConfigError
@@ -133,7 +134,7 @@ def check_rl_sweep(sweep: SweepConfig, source: str) -> None:
         "input length of the held-out greedy test run at the end of each trial"
     )
     if success.metric != RL_SUCCESS_METRIC:
-        problem = f"`success.metric` is {success.metric!r}, but {rule}"
+        problem = f"`success.metric` is {quote(success.metric)}, but {rule}"
         fix = f"set `success.metric: {RL_SUCCESS_METRIC}`"
     elif success.hold != 1:
         problem = f"`success.hold` is {success.hold}, but {rule}; its 100-episode window is already the hold"
@@ -192,12 +193,12 @@ def get_trainer(name: str, source: str = "config") -> TrainerSpec:
     spec = TRAINERS.get(name)
     if spec is None:
         raise SweepConfigError(
-            f"{source}: `trainer` is {name!r}, not a known trainer; use one of {', '.join(TRAINERS)}. "
+            f"{source}: `trainer` is {quote(name)}, not a known trainer; use one of {', '.join(TRAINERS)}. "
             "Nothing was launched or recorded."
         )
     if spec.unavailable:
         raise SweepConfigError(
-            f"{source}: `trainer` is {name!r}, but {spec.unavailable}; use another trainer for now. "
+            f"{source}: `trainer` is {quote(name)}, but {spec.unavailable}; use another trainer for now. "
             "Nothing was launched or recorded."
         )
     return spec
