@@ -37,10 +37,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-# The whole fault list of issue 14, every tier, with the 500-trial pool (`bench`: ~4 minutes on 2 cores, prints the driver's
-# wall time and peak memory).
+# The whole fault list, every tier, with the `bench` cases: the 500-trial pool (~4 minutes on 2 cores; prints the
+# driver's wall time and peak memory) and a 5-minute outage of the tracking server (~8 minutes).
 test-faults: $(STAMP)
-	$(BIN)/python -m pytest -q -s tests/test_faults.py tests/test_servers.py -m "bench or slow or not slow"
+	$(BIN)/python -m pytest -q -s tests/test_faults.py tests/test_servers.py tests/test_store_outage.py tests/test_journal.py -m "bench or slow or not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

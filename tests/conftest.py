@@ -3,7 +3,6 @@ cluster, started the first time such a test asks for it (tests that never ask ne
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,9 @@ def ray_cluster() -> str:
     """A 2-CPU local Ray cluster for the whole session; yields its address for driver subprocesses."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(
-            address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-        )
+        from sweeps.ray_executor import start_local_ray
+
+        start_local_ray(num_cpus=2)  # as a sweep's own local cluster: listening on 127.0.0.1 only
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
