@@ -37,7 +37,10 @@ def connect_ray() -> bool:
         return False
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, **QUIET)
+        # A cluster on this machine's loopback (another sweep's, the tests') is joined in the same single-machine
+        # mode: otherwise Ray looks for it at the machine's network address, where it does not listen.
+        with single_machine(enabled=address.rpartition(":")[0] in ("127.0.0.1", "localhost")):
+            ray.init(address=address, **QUIET)
         return False
     start_local_ray(num_cpus=os.cpu_count())
     return True
@@ -47,17 +50,29 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     """`ray.init` of a one-machine cluster reachable from this machine only: every Ray process listens on
     127.0.0.1, not on every interface (Ray's default binds its gRPC servers to 0.0.0.0, open to the network)."""
     import ray
+
+    with single_machine():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
+
+
+@contextmanager
+def single_machine(enabled: bool = True) -> Iterator[None]:
+    """Ray's single-machine mode for the `ray.init` inside: the node's address is the loopback one.
+
+    Ray picks the node's address as it starts, from SINGLE_MACHINE_SWITCH (read at import, so set on the module
+    too); the processes it spawns inherit the variable. Both are restored after, so a later join of a remote
+    cluster from this process advertises a reachable address again. (`_node_ip_address="127.0.0.1"` alone is not
+    enough: Ray replaces a loopback address by the machine's network address unless the switch is off.)"""
+    if not enabled:
+        yield
+        return
     from ray._private import ray_constants
 
-    # Ray picks the node's address as it starts, from this flag (read at import, so set on the module too); the
-    # processes it spawns inherit the variable. Both are restored after, so a later join of a remote cluster from
-    # this process advertises a reachable address again. (`_node_ip_address="127.0.0.1"` alone is not enough:
-    # Ray replaces a loopback address by the machine's network address unless the switch is off.)
     saved_env, saved_flag = os.environ.get(SINGLE_MACHINE_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[SINGLE_MACHINE_SWITCH] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
+        yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
         if saved_env is None:

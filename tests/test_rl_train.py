@@ -75,7 +75,7 @@ def test_solved_rule_counts_episodes_before_the_window():
 
 
 def test_divergence_is_reported_with_its_episode():
-    result = train(tiny_config(optimizer="sgd", lr=1e38, max_episodes=30, eval_every=0))
+    result = train(tiny_config(optimizer="sgd", lr=1e30, max_episodes=30, eval_every=0))
     assert result.stop_reason == "diverged" and result.diverged_step is not None
     assert result.eval_table == []
 
