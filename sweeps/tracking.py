@@ -557,7 +557,8 @@ class SweepRecorder:
         if entry is None or entry.worker == (host, pid):
             return
         entry.worker = (host, pid)
-        self._record([{"op": "tags", "key": key, "tags": {"host": host, "worker_pid": str(pid)}}])
+        # Sent at once: the UI shows where a trial trains while it does (once per trial and worker, so cheap).
+        self._record([{"op": "tags", "key": key, "tags": {"host": host, "worker_pid": str(pid)}}], now=True)
 
     def note_retry(self, key: str) -> None:
         """A crashed trial is being retried from its last checkpoint (Tune FailureConfig)."""

@@ -217,7 +217,7 @@ def killed_and_rerun(tmp_path_factory, mlflow_template, ray_cluster, sweep_write
     def second_trial_under_way() -> bool:
         runs = runs_of(db, "tiny")
         finished = [r for r in runs if r.info.status == "FINISHED"]
-        running = [r for r in runs if r.info.status == "RUNNING" and "worker_pid" in r.data.tags]
+        running = [r for r in runs if r.info.status == "RUNNING"]
         return bool(finished and running)
 
     wait_for(second_trial_under_way, 240, first)
