@@ -31,17 +31,15 @@ FLOAT_RANGES = {
     "saturation_weight_max": "(0, 1]",
     "lr": "(0, 1e30]",
     "adam_eps": "(0, 1]",
-    "clip_norm": "(0, 1e30]",  # a huge norm turns clipping off
+    "clip_norm": "(0, 1e30]",
     "lr_decay": "(0, 1]",
     "grad_noise_scale": "[0, 100]",
     "pull_start": "[0, 1000]",
     "pull_growth": "(0, 100]",
     "pull_limit": "[0, 1000]",
 }
-"""The float fields without a range of their own below. Large learning rates and init scales only make a run
-diverge (recorded as `diverged`; the fault tests rely on it), but past float32's range (3.4e38) the optimiser's
-first step fails instead (lr: 1e300), hence 1e30; the other bounds are far past any sensible value.
-Fractions, thresholds and max_minutes are checked with their rules."""
+"""Float fields without a rule of their own below, and their ranges (seedcore.config.check_ranges);
+fractions, thresholds and max_minutes are checked with their rules."""
 
 
 @dataclass

@@ -27,15 +27,13 @@ OPTIMIZERS = ("adam", "sgd")
 EXPLORATIONS = ("constant", "linear", "adaptive")
 FLOAT_RANGES = {
     "lr": "(0, 1e30]",
-    "clip_norm": "(0, 1e30]",  # a huge norm turns clipping off
+    "clip_norm": "(0, 1e30]",
     "q_penalty": "[0, 100]",
     "entropy_coef": "[0, 100]",
     "reward_threshold": "[0, 1e6]",
 }
-"""The float fields without a range of their own below. Large learning rates and init scales only make a run
-diverge (recorded as `diverged`; the fault tests rely on it), but past float32's range (3.4e38) the optimiser's
-first step fails instead (lr: 1e300), hence 1e30; the other bounds are far past any sensible value.
-Probabilities, discounts and max_minutes are checked with their rules."""
+"""Float fields without a rule of their own below, and their ranges (seedcore.config.check_ranges);
+probabilities, discounts and max_minutes are checked with their rules."""
 
 __all__ = ["ConfigError", "RLConfig", "describe_fields", "load_yaml"]
 

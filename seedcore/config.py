@@ -171,9 +171,15 @@ def field_types(config_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(config_cls)
 
 
+OVERFLOW_SAFE = 1e30
+"""Upper bound of the fields a run may push to extremes on purpose (a learning rate or init scale that makes it
+diverge, recorded as `diverged`, which the fault tests rely on; a clip norm that turns clipping off): past
+float32's range (3.4e38) the optimiser's first step fails instead (lr: 1e300)."""
+
+
 def check_ranges(need: Need, config: Any, ranges: dict[str, str]) -> None:
     """Each field in `ranges` lies in its interval, written as in the docs: `(0, 10]` excludes 0 and includes 10.
-    NaN is in no interval."""
+    NaN is in no interval. The trainers' ranges lie far past any sensible value (see OVERFLOW_SAFE)."""
     for key, interval in ranges.items():
         low_bracket, low, high, high_bracket = re.fullmatch(r"([(\[])(\S+), (\S+)([)\]])", interval).groups()
         value = getattr(config, key)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import CONFIGS
+from drivers import driver, finish, wait_for
 from mlflow import MlflowClient
 from tiny import TIMING
 
@@ -26,7 +25,6 @@ from neuralgpu.config import TrainConfig
 from neuralgpu.train import load_checkpoint, train
 from sweeps.expand import load_sweep
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_BASE = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["base"]
 EXIT_OK, EXIT_TRIALS_FAILED = 0, 1
 
@@ -74,45 +72,6 @@ def trial_checkpoints(storage: Path, sweep: str, trial_name: str) -> dict[str, i
 
 
 # --- drivers ------------------------------------------------------------------------------------------------------
-def driver(path: Path, address: str, *args: str, log: Path | None = None) -> subprocess.Popen:
-    """`python -m sweeps run path` on the shared cluster; output to a pipe, or to `log` (then nothing blocks when
-    nobody reads it)."""
-    env = {**os.environ, "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    output = log.open("w") if log else subprocess.PIPE
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", "run", str(path), *args],
-        cwd=REPO,
-        env=env,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def finish(proc: subprocess.Popen, timeout_s: float) -> str:
-    try:
-        output, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        output, _ = proc.communicate()
-        raise AssertionError(f"the driver ran past {timeout_s:.0f} s:\n{output}") from None
-    return output or ""
-
-
-def wait_for(condition, timeout_s: float, proc: subprocess.Popen):
-    """Poll `condition` until it returns something truthy (returned); fail with the driver's output otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while not (found := condition()):
-        if proc.poll() is not None:
-            raise AssertionError(f"driver exited early ({proc.returncode}):\n{proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"timed out:\n{proc.stdout.read()}")
-        time.sleep(0.3)
-    return found
-
-
 # --- 1. a trial raises ----------------------------------------------------------------------------------------------
 RAISING_BASE = {k: v for k, v in tiny_base(min_length=5, start_length=6, eval_lengths=[4]).items() if k != "task"}
 """badd3 needs length >= 5 (three operands and two separators), but `eval_lengths` is only checked against 3: the

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from drivers import driver, wait_for
 from mlflow import MlflowClient
-from test_sweeps_e2e import driver, wait_for
 
 STEPS, REPORT_EVERY = 1200, 10
 EXIT_STORE_AWAY = 75

@@ -7,18 +7,16 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from drivers import driver, wait_for
 from mlflow import MlflowClient
 
 from sweeps.cli import main
 from sweeps.expand import load_sweep
 
-REPO = Path(__file__).resolve().parents[1]
 TAGS = {"seed", "width", "curriculum", "task", "trial_key", "sweep", "git_commit", "host", "stop_reason"}
 FINAL_METRICS = {"success", "steps", "wall_time_s"}
 
@@ -144,30 +142,6 @@ def test_runs_of_an_earlier_config_are_noted_and_retired_by_restart(tiny_sweep, 
     assert len(fresh) == 4 and not old & {r.info.run_id for r in fresh}
     assert {r.data.tags["trial_key"] for r in fresh} == {t.key for t in load_sweep(str(changed)).trials}
     assert successes(fresh) == LOOSE_OUTCOME and pool_successes(db) == 1, "same config, same seeds: same outcome"
-
-
-def driver(path: Path, address: str, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", "run", str(path), *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_for(condition, timeout_s: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"driver exited early ({proc.returncode}):\n{proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"timed out:\n{proc.stdout.read()}")
-        time.sleep(0.5)
 
 
 def interrupt_and_resume(make_sweep, db: Path, address: str, sig: signal.Signals) -> tuple[str, list]:
