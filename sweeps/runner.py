@@ -214,6 +214,7 @@ def open_store(sweep: Sweep, say: Any = print) -> Any:
     dead driver released."""
     from mlflow.exceptions import MlflowException
 
+    from sweeps.journal import leftovers
     from sweeps.schema import SweepConfigError
     from sweeps.tracking import Store, SweepBusyError, journal_directory, replay_leftovers, store_away, tracking_uri
 
@@ -230,14 +231,11 @@ def open_store(sweep: Sweep, say: Any = print) -> Any:
             raise
         message = exc.message if isinstance(exc, MlflowException) else str(exc)
         pending = journal_directory(sweep)
+        waiting = leftovers(pending)
         raise SweepConfigError(
             f"cannot open the MLflow store {uri}: {message[:300]}. Start it (or point tracking.uri / "
             f"MLFLOW_TRACKING_URI at the right one) and run again"
-            + (
-                f"; writes of an earlier run wait in {pending} and are sent first"
-                if any(pending.glob("*.jsonl"))
-                else ""
-            )
+            + (f"; writes of an earlier run wait in {pending} and are sent first" if waiting else "")
         ) from None
     return store
 

@@ -283,7 +283,7 @@ class Writer:
             batch = points[start:end]
             self.client.log_batch(
                 run_id,
-                metrics=[Metric(name, float(value), ts, step) for name, value, ts, step in batch],
+                metrics=_metrics(batch),
                 tags=[RunTag(LAST_STEP_TAG, str(batch[-1][3]))],
             )
             start = end
@@ -300,9 +300,8 @@ class Writer:
         have = {} if run is None else run.data.params
         if run is not None:  # found again: give it whatever identity it lacks (a driver died before tagging it)
             self._set_tags(run_id, {k: v for k, v in op["tags"].items() if k not in run.data.tags})
-        missing = [Param(k, v) for k, v in op["params"].items() if k not in have]
-        for i in range(0, len(missing), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=missing[i : i + MAX_PARAMS_PER_BATCH])
+        missing = {k: v for k, v in op["params"].items() if k not in have}
+        _log_params(self.client, run_id, missing)
         if created or missing:
             for path, text in op["texts"].items():
                 self.client.log_text(run_id, text, path)
@@ -321,7 +320,7 @@ class Writer:
             return
         self.client.log_batch(
             run_id,
-            metrics=[Metric(name, float(value), ts, step) for name, value, ts, step in op["points"]],
+            metrics=_metrics(op["points"]),
             tags=[RunTag(k, v) for k, v in op["tags"].items()],
         )
         for path, text in op["texts"].items():
@@ -446,9 +445,7 @@ class SweepRecorder:
             "stopping.patience_steps": config.stopping.patience_steps if config.stopping else 0,
             "max_failures": config.max_failures,
         }
-        items = [Param(k, _param_value(v)) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.parent_run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+        _log_params(self.client, self.parent_run_id, {k: _param_value(v) for k, v in params.items()})
         self.client.log_text(self.parent_run_id, self.sweep.text, f"sweep/{self.sweep.path.name}")
         return self.parent_run_id
 
@@ -671,6 +668,17 @@ class SweepRecorder:
         else:
             self.journal.close()
         return sent
+
+
+def _log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+
+
+def _metrics(points: list[list[Any]]) -> list[Metric]:
+    """Journaled points [name, value, timestamp, step] as MLflow metrics."""
+    return [Metric(name, float(value), ts, step) for name, value, ts, step in points]
 
 
 def _param_value(value: Any) -> str:
