@@ -109,7 +109,7 @@ class TrainConfig(RunConfig):
     optimizer: str | None = None
     """adam, or adamax with F17's beta2 schedule; None = the model's (k15: adam, f17: adamax)."""
     lr: float | None = None
-    """Learning rate in (0, 10]; None = the model's (k15: 1e-3; f17: 0.01 * 48 / width)."""
+    """Learning rate in (0, 1e30]; None = the model's (k15: 1e-3; f17: 0.01 * 48 / width)."""
     adam_eps: float = 1e-4
     """Adam epsilon (P16; K15 first release 1e-5). AdaMax uses F17's 1e-8."""
     clip_norm: float = 1.0

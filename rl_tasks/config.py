@@ -95,7 +95,7 @@ class RLConfig(RunConfig):
     optimizer: str = "adam"
     """adam or sgd (LSAE: SGD, lr 0.1)."""
     lr: float = 0.003
-    """Learning rate, in (0, 10]."""
+    """Learning rate, in (0, 1e30] (see seedcore.config.OVERFLOW_SAFE)."""
     batch_episodes: int = 4
     """Episodes per gradient step (LSAE: 20 parallel samples)."""
     clip_norm: float = 5.0

@@ -26,7 +26,7 @@ Refused before anything starts, with a message of a few lines at most that names
 files that are not UTF-8 text or larger than 1 MB, YAML nested deeper than 50 levels or whose aliases (`*name`)
 expand past 10,000 values (`seedcore.config.load_yaml`), NaN and infinities anywhere, seeds outside
 [0, 2**64 - 1], pools of more than MAX_TRIALS trials, run fields outside their trainer's ranges (e.g. `lr` in
-(0, 10]; `FLOAT_RANGES` in each trainer's config), and, for a local run, a trial larger than this machine.
+(0, 1e30]; `FLOAT_RANGES` in each trainer's config), and, for a local run, a trial larger than this machine.
 """
 
 from __future__ import annotations
