@@ -68,7 +68,8 @@ def env_kwargs(cfg: RLConfig) -> dict[str, Any]:
     return {"corrected_time_limit": cfg.corrected_time_limit} if cfg.env.startswith("ReversedAddition") else {}
 
 
-def build_controller(cfg: RLConfig, raw_env: Any) -> tuple[Controller, ActionCodec]:
+def build_controller(cfg: RLConfig, raw_env: Any, learner: Any) -> tuple[Controller, ActionCodec]:
+    """The controller for this env, with the heads `learner` needs (REINFORCE's baseline: a value head)."""
     codec = ActionCodec(moves=len(raw_env.MOVEMENTS), base=raw_env.base, split=cfg.output_mode == "split")
     model = Controller(
         ControllerConfig(
@@ -76,7 +77,7 @@ def build_controller(cfg: RLConfig, raw_env: Any) -> tuple[Controller, ActionCod
             codec=codec,
             core=cfg.controller,
             hidden=cfg.hidden,
-            value_head=build_learner(cfg, torch.device("cpu")).value_head(),
+            value_head=learner.value_head(),
         )
     )
     return model, codec
@@ -160,7 +161,7 @@ class Trainer(LoopTrainer):
         self.raw = self.env.unwrapped
         self.reward_threshold = cfg.reward_threshold or float(self.env.spec.reward_threshold)
         self.learner = build_learner(cfg, self.device)
-        self.model, self.codec = build_controller(cfg, self.raw)
+        self.model, self.codec = build_controller(cfg, self.raw, self.learner)
         self.model.to(self.device)
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)

@@ -15,6 +15,7 @@ import torch
 
 from rl_tasks.config import ConfigError, RLConfig
 from rl_tasks.envs import make_env
+from rl_tasks.learners import build_learner
 from rl_tasks.train import build_controller, env_kwargs, load_checkpoint
 from seedcore.cli import ArgumentError, Parser
 
@@ -26,7 +27,7 @@ def watch(checkpoint: str, length: int, seed: int, delay: float = 0.0, out=None)
     state = load_checkpoint(checkpoint)
     cfg = RLConfig.from_dict(state["config"], source=checkpoint)
     env = make_env(cfg.env, time_limit=False, render_mode="ansi", **env_kwargs(cfg))
-    model, codec = build_controller(cfg, env)
+    model, codec = build_controller(cfg, env, build_learner(cfg, torch.device("cpu")))
     model.load_state_dict(state["model"])
     model.eval()
     obs, _ = env.reset(seed=seed, options={"length": length})
