@@ -259,6 +259,8 @@ TAGS = {
     "git_commit": "parent and trial runs: HEAD of the repository, `-dirty` with changed tracked files",
     "host": "parent run: the driver's host; trial run: the host that trains it",
     "worker_pid": "trial run: the process that trains it",
+    "node_ip": "trial run: the address of the Ray node that trains it",
+    "ray_node_id": "trial run: the Ray node that trains it (several nodes may share a host)",
     "retries": "trial run: retries after crashes so far",
     "driver_host": "parent run: the driver's host",
     "driver_pid": "parent run: the driver's process (a live one blocks a second driver of the sweep)",
@@ -280,6 +282,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNS_DIR = REPO_ROOT / "runs"
 """The default MLflow store and Ray Tune storage: absolute, so trials that chdir into their own folders still share
 one store."""
+STORAGE_ENV = "SEEDPOOL_STORAGE"
+"""Ray Tune storage (trial state, checkpoints, the sweep's journal) for sweeps whose file names none. On a cluster:
+a folder every node mounts at the same path, or a URI such as s3://bucket/dir."""
+
+
+def default_storage() -> str:
+    """$SEEDPOOL_STORAGE, else RUNS_DIR."""
+    return os.environ.get(STORAGE_ENV) or str(RUNS_DIR)
 
 
 def default_tracking_uri() -> str:

@@ -234,7 +234,7 @@ class Tracking(Section):
     """MLflow tracking URI. Unset: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/runs/mlflow.db."""
     storage: str | None = None
     """Ray Tune storage (trial state and checkpoints): a path or a URI such as s3://bucket/dir, shared by every
-    node on a multi-node cluster. Unset: <repo>/runs."""
+    node on a multi-node cluster. Unset: $SEEDPOOL_STORAGE, else <repo>/runs."""
     log_checkpoints: bool = True
     """Attach each trial's final checkpoint to its MLflow run (large for wide models)."""
 

@@ -43,6 +43,7 @@ from seedcore.record import (
     STOPPED_STEP_TAG,
     SWEEP_TAG,
     TRAINER_TAG,
+    default_storage,
     default_tracking_uri,
     is_trainer_metric,
     mlflow_key,
@@ -69,11 +70,10 @@ def tracking_uri(sweep: Sweep) -> str:
 
 
 def storage_path(sweep: Sweep) -> str:
-    """Ray Tune storage root for this sweep's trials and checkpoints."""
-    storage = sweep.config.tracking.storage
-    if storage and "://" in storage:
-        return storage
-    return _absolute(storage) if storage else str(RUNS_DIR)
+    """Ray Tune storage root for this sweep's trials and checkpoints: tracking.storage, else $SEEDPOOL_STORAGE,
+    else <repo>/runs; local paths made absolute."""
+    storage = sweep.config.tracking.storage or default_storage()
+    return storage if "://" in storage else _absolute(storage)
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -377,8 +377,8 @@ class OpenTrial:
     last_names: set[str] = field(default_factory=set)
     """The metric names journaled at last_logged_step."""
     result: dict[str, Any] | None = None
-    worker: tuple[str, int] | None = None
-    """(host, pid) of the Ray worker training the trial now."""
+    worker: dict[str, str] | None = None
+    """Where the trial trains now: the `host`, `worker_pid`, `node_ip` and `ray_node_id` tags."""
     retries: int = 0
 
 
@@ -548,14 +548,14 @@ class SweepRecorder:
         if points:
             self._record([{"op": "metrics", "key": key, "points": points}])
 
-    def note_worker(self, key: str, host: str, pid: int) -> None:
-        """Tag the host and process that train the trial (once per worker, not per report)."""
+    def note_worker(self, key: str, where: dict[str, str]) -> None:
+        """Tag the node and process that train the trial (once per worker, not per report)."""
         entry = self.open.get(key)
-        if entry is None or entry.worker == (host, pid):
+        if entry is None or entry.worker == where:
             return
-        entry.worker = (host, pid)
+        entry.worker = where
         # Sent at once: the UI shows where a trial trains while it does (once per trial and worker, so cheap).
-        self._record([{"op": "tags", "key": key, "tags": {"host": host, "worker_pid": str(pid)}}], now=True)
+        self._record([{"op": "tags", "key": key, "tags": dict(where)}], now=True)
 
     def note_retry(self, key: str) -> None:
         """A crashed trial is being retried from its last checkpoint (Tune FailureConfig)."""
