@@ -17,7 +17,7 @@ from ray import tune
 
 from sweeps.expand import Trial
 from sweeps.session import Session
-from sweeps.trainable import RESULT_KEY, SKIPPED_KEY
+from sweeps.trainable import NODE_KEY, RESULT_KEY, SKIPPED_KEY
 
 SESSIONS: dict[str, Session] = {}
 """sweep name -> the live session of this driver, while an executor runs its trials (see `recording`)."""
@@ -71,7 +71,10 @@ class RecordingCallback(tune.Callback):
                 entry.result = json.loads(result[RESULT_KEY])
             return
         if "hostname" in result and "pid" in result:  # Tune fills these in every result
-            self.live.recorder.note_worker(found.key, str(result["hostname"]), int(result["pid"]))
+            where = {"host": str(result["hostname"]), "worker_pid": str(result["pid"])}
+            where.update({"node_ip": str(result["node_ip"])} if "node_ip" in result else {})
+            where.update({"ray_node_id": str(result[NODE_KEY])} if NODE_KEY in result else {})
+            self.live.recorder.note_worker(found.key, where)
         self.live.recorder.add_metrics(found.key, result)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

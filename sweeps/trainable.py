@@ -11,6 +11,7 @@ import tempfile
 import time
 from typing import Any
 
+import ray
 from ray import tune
 
 from sweeps.trainers import TRAINERS
@@ -19,6 +20,9 @@ RESULT_KEY = "seedpool/result_json"
 """Final report of a trial: the trainer's TrainResult as JSON, plus `trial_time_s` and `trial_cpu_s`."""
 SKIPPED_KEY = "seedpool/skipped"
 """Final report of a trial whose key was already finished when an old Tune experiment was restored."""
+NODE_KEY = "seedpool/node_id"
+"""In every training report: the Ray node that runs the trial (Tune's own `hostname` and `node_ip` are the same
+for several nodes on one host)."""
 
 
 def run_trial(config: dict[str, Any], finished_keys: frozenset[str] = frozenset()) -> None:
@@ -31,12 +35,13 @@ def run_trial(config: dict[str, Any], finished_keys: frozenset[str] = frozenset(
     spec = TRAINERS[trial["trainer"]]
     cfg = spec.config_class_object().from_dict(trial["run_config"], source=f"trial {trial['name']}")
     train = spec.train_callable()
+    node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
         # tune.report persists the checkpoint to storage before returning, so the trainer may overwrite the
         # same directory at its next checkpoint.
         persisted = tune.Checkpoint.from_directory(checkpoint) if checkpoint else None
-        tune.report(dict(metrics), checkpoint=persisted)
+        tune.report({**metrics, NODE_KEY: node_id}, checkpoint=persisted)
 
     with tempfile.TemporaryDirectory(prefix="seedpool-trial-") as work:
         resume_from = None

@@ -95,7 +95,8 @@ def test_finish_records_verdict_reason_and_artifacts(sweep, store, tmp_path):
     recorder = SweepRecorder(store, sweep, {}, commit="abc")
     trial = sweep.trials[1]
     run_id = recorder.open_trial(trial)
-    recorder.note_worker(trial.key, "node-1", 4242)
+    where = {"host": "node-1", "worker_pid": "4242", "node_ip": "10.0.0.7", "ray_node_id": "ab12"}
+    recorder.note_worker(trial.key, where)
     recorder.note_retry(trial.key)
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
@@ -111,6 +112,7 @@ def test_finish_records_verdict_reason_and_artifacts(sweep, store, tmp_path):
     assert run.data.metrics["steps"] == 60 and run.data.metrics["wall_time_s"] == 1.5
     assert run.data.tags["stop_reason"] == "success" and run.data.tags["host"] == "node-1"
     assert run.data.tags["worker_pid"] == "4242" and run.data.tags["retries"] == "1"
+    assert run.data.tags["node_ip"] == "10.0.0.7" and run.data.tags["ray_node_id"] == "ab12"
     assert run.data.params["success_threshold"] == "0.01" and run.data.params["success_length"] == "11"
     artifacts = {a.path for a in store.client.list_artifacts(run_id)}
     assert {"config", "eval", "result.json", "checkpoint"} <= artifacts
