@@ -81,6 +81,10 @@ def single_machine(enabled: bool = True) -> Iterator[None]:
             os.environ[SINGLE_MACHINE_SWITCH] = saved_env
 
 
+class ClusterAuthError(ConnectionError):
+    """The cluster at RAY_ADDRESS refused this process's Ray token (or its lack of one)."""
+
+
 def start_or_join(source: str) -> bool:
     """connect_ray, with its failures as a SweepConfigError that says what failed and how to fix it."""
     import ray
@@ -92,11 +96,19 @@ def start_or_join(source: str) -> bool:
     try:
         if address and not ray.is_initialized():
             check_reachable(address)
+            check_token(address)
         return connect_ray()
     except Exception as exc:  # ray.init raises ConnectionError, ValueError, RuntimeError, OSError, TimeoutError...
         ray.shutdown()  # whatever a failed start left running
         reason = clip(" ".join(str(exc).split()) or type(exc).__name__, 300)
-        if address:
+        if isinstance(exc, ClusterAuthError):
+            problem = f"the Ray cluster at RAY_ADDRESS={clip(address)} refused this machine's Ray token ({reason})"
+            fix = (
+                "give this process the cluster's token: `export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<token>` "
+                "(`ray get-auth-token` on the head node prints it; docs/scaling-out.md says where each deployment "
+                "keeps it)"
+            )
+        elif address:
             problem = f"cannot join the Ray cluster at RAY_ADDRESS={clip(address)} ({reason})"
             fix = (
                 "set RAY_ADDRESS to the head node's address as `ray status` there prints it (host:port, e.g. "
@@ -121,6 +133,75 @@ def check_reachable(address: str) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {address}: {exc.strerror or exc}") from None
+
+
+def check_token(address: str) -> None:
+    """Raise ClusterAuthError when the cluster's GCS at `host:port` refuses this process's token: ray.init would
+    retry for a minute, printing a warning a second, and then report only a failed connection.
+
+    Uses Ray's own token lookup (RAY_AUTH_MODE / RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH / ~/.ray/auth_token, as
+    ray.init does) and its GCS client; both are internal, so when they are missing or changed the check is skipped
+    and ray.init reports what it finds."""
+    if "://" in address or not address.rpartition(":")[0]:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    try:
+        GcsClient(address=address).internal_kv_get(b"seedpool-token-check", None, timeout=10)
+    except AuthenticationError as exc:
+        raise ClusterAuthError(str(exc).split(".")[0]) from None
+    except Exception:  # anything else (a timeout, an older client): ray.init will say more
+        return
+
+
+def check_shared_storage(storage: str, nodes: list[dict], source: str) -> None:
+    """On a cluster of several nodes, a local Tune storage folder must be the same folder on every node (a shared
+    mount): trials checkpoint there on their node, and the driver reads the checkpoints back and restores from them.
+    Writes a marker file and asks a zero-CPU task on every live node whether it sees it; raises SweepConfigError
+    naming the nodes that do not. URIs (s3://, gs://, ...) are left to Ray."""
+    if "://" in storage or sum(1 for node in nodes if node.get("Alive", True)) < 2:
+        return
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from sweeps.schema import SweepConfigError
+
+    os.makedirs(storage, exist_ok=True)
+    marker = os.path.join(storage, f".seedpool-shared-{uuid.uuid4().hex}")
+    with open(marker, "w") as handle:
+        handle.write("written by the sweep driver to check that every Ray node sees this folder\n")
+    try:
+        sees = ray.remote(num_cpus=0)(os.path.exists)
+        alive = [node for node in nodes if node.get("Alive", True)]
+        answers = [
+            sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(marker)
+            for node in alive
+        ]
+        seen = ray.get(answers, timeout=120)
+    finally:
+        os.remove(marker)
+    blind = [
+        f"{node['NodeID'][:12]} ({node.get('NodeManagerAddress', '?')})"
+        for node, ok in zip(alive, seen, strict=True)
+        if not ok
+    ]
+    if blind:
+        raise SweepConfigError(
+            f"{source}: the Ray Tune storage {storage} is a folder that Ray node(s) {', '.join(blind)} do not see "
+            f"(of {len(alive)} nodes): trials there could not save checkpoints where the driver and a retry find "
+            "them. To fix it, mount one shared folder (NFS, a shared volume) at the same path on every node and set "
+            "SEEDPOOL_STORAGE (or the sweep's tracking.storage) to it, or use a URI such as s3://bucket/dir. "
+            "Nothing was launched or recorded."
+        )
 
 
 def quiet_tune() -> None:
@@ -184,6 +265,7 @@ class RayTuneExecutor:
     @contextmanager
     def connect(self) -> Iterator[int]:
         from sweeps.resources import check_feasible, check_local_machine, max_parallel, node_resources
+        from sweeps.tracking import storage_path
 
         resources, source = self.sweep.config.resources, str(self.sweep.path)
         check_local_machine(resources, source)  # before Ray starts: seconds, and a cluster to shut down
@@ -194,6 +276,7 @@ class RayTuneExecutor:
             started_ray = start_or_join(source)
             nodes = node_resources(ray.nodes())
             check_feasible(resources, nodes, source)
+            check_shared_storage(storage_path(self.sweep), ray.nodes(), source)
             parallel = max_parallel(self.sweep.config.resources, nodes)
             yield min(parallel, self.max_concurrent) if self.max_concurrent else parallel
         finally:
