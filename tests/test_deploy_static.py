@@ -402,7 +402,10 @@ def test_compose_cluster_shape():
     for node in (head, worker):
         env = node["environment"]
         assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN")
-        assert env["SEEDPOOL_STORAGE"] == storage and any(v.endswith(":" + storage) for v in node["volumes"])
+        mounted = any(volume.endswith(":" + storage) for volume in node["volumes"])
+        assert env["SEEDPOOL_STORAGE"] == storage and mounted, (
+            f"SEEDPOOL_STORAGE is not mounted at {storage} on every node"
+        )
     assert services["sweep"]["environment"]["RAY_AUTH_MODE"] == "token"
     assert {"--serve-artifacts", "--app-name=basic-auth"} <= set(mlflow["command"])
     auth_config = mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
