@@ -11,11 +11,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def driver(path: Path, address: str, *args: str, log: Path | None = None) -> subprocess.Popen:
+def driver(
+    path: Path, address: str, *args: str, log: Path | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """`python -m sweeps run path` on the shared cluster; output to a pipe, or to `log` (then nothing blocks when
-    nobody reads it)."""
+    nobody reads it). Its environment is the tests' own less MLFLOW_TRACKING_URI, plus `extra_env`."""
     env = {**os.environ, "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra_env or {})
     output = log.open("w") if log else subprocess.PIPE
     return subprocess.Popen(
         [sys.executable, "-m", "sweeps", "run", str(path), *args],
