@@ -36,7 +36,10 @@ def param_spelling(value: object) -> str:
 
 
 @pytest.mark.slow
-def test_a_sweep_records_through_an_mlflow_server_on_postgresql(backend_uri, make_sweep, tmp_path, ray_cluster):
+def test_a_sweep_records_through_an_mlflow_server_on_postgresql(
+    backend_uri, make_sweep, tmp_path, ray_cluster, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # four downloads, four bars in the log
     print(f"\nbackend store: {store_version(backend_uri)}")
     artifacts = tmp_path / "server-artifacts"
     started = time.monotonic()
