@@ -364,7 +364,7 @@ def backend_store(directory: Path) -> Iterator[str]:
     if programs is None:
         message = NO_POSTGRES.format(installs=POSTGRES_INSTALLS)
         print(f"\nWARNING: {message}")  # also where -s shows output, not only in pytest's warnings summary
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, stacklevel=3)  # at the caller's `with`, past contextlib
         yield f"sqlite:///{directory / 'backend.db'}"
         return
     with PostgresServer(programs) as server:
