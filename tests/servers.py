@@ -165,8 +165,8 @@ POSTGRES_DATABASE = "mlflow"
 POSTGRES_START_TIMEOUT_S = 60.0
 POSTGRES_FOLDER_PREFIX = "seedpool-postgres-"
 NO_POSTGRES = (
-    "PostgreSQL is not installed here (no initdb and postgres on PATH or under {installs}/*/bin): the MLflow "
-    "server records to sqlite instead, so PostgreSQL as the backend store is NOT tested. Install it "
+    f"PostgreSQL is not installed here (no initdb and postgres on PATH or under {POSTGRES_INSTALLS}/*/bin): "
+    "the MLflow server records to sqlite instead, so PostgreSQL as the backend store is NOT tested. Install it "
     "(`apt-get install -y postgresql` as root on Debian) to test it."
 )
 
@@ -362,9 +362,8 @@ def backend_store(directory: Path) -> Iterator[str]:
     exit, or, where PostgreSQL is not installed, a sqlite file in `directory`, with a warning saying so."""
     programs = postgres_programs()
     if programs is None:
-        message = NO_POSTGRES.format(installs=POSTGRES_INSTALLS)
-        print(f"\nWARNING: {message}")  # also where -s shows output, not only in pytest's warnings summary
-        warnings.warn(message, stacklevel=3)  # at the caller's `with`, past contextlib
+        print(f"\nWARNING: {NO_POSTGRES}")  # also where -s shows output, not only in pytest's warnings summary
+        warnings.warn(NO_POSTGRES, stacklevel=3)  # at the caller's `with`, past contextlib
         yield f"sqlite:///{directory / 'backend.db'}"
         return
     with PostgresServer(programs) as server:
