@@ -14,10 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 def driver(
     path: Path, address: str, *args: str, log: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
-    """`python -m sweeps run path` on the cluster at `address` (with `env` on top of this process's); output to a
-    pipe, or to `log` (then nothing blocks when nobody reads it)."""
-    env = {**os.environ, **(env or {}), "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
+    """`python -m sweeps run path` on the cluster at `address`; output to a pipe, or to `log` (then nothing blocks
+    when nobody reads it). Its environment is the tests' own less MLFLOW_TRACKING_URI, plus `env`."""
+    extra_env = env
+    env = {**os.environ, "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra_env or {})
     output = log.open("w") if log else subprocess.PIPE
     return subprocess.Popen(
         [sys.executable, "-m", "sweeps", "run", str(path), *args],

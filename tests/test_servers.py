@@ -1,5 +1,6 @@
-"""The test MLflow server (tests/servers.py) is the real thing: a client records through it, a stopped server
-refuses promptly, and a restarted one still holds what was recorded."""
+"""The test servers (tests/servers.py) are the real thing: a client records through the MLflow server, a stopped
+server refuses promptly, and a restarted one still holds what was recorded; the PostgreSQL server listens on
+loopback only, asks for its password, and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from servers import MlflowServer
+from servers import NO_POSTGRES, MlflowServer, PostgresServer, alive, postgres_programs, store_query
 
 
 def test_a_run_recorded_through_the_server_outlives_a_stop_and_restart(mlflow_server, monkeypatch, tmp_path):
@@ -41,3 +42,18 @@ def test_a_run_recorded_through_the_server_outlives_a_stop_and_restart(mlflow_se
 def test_a_server_that_cannot_start_says_why(tmp_path):
     with pytest.raises(RuntimeError, match="exited with status .*its output ended with"):
         MlflowServer("nonsense://nowhere", tmp_path / "artifacts").start()
+
+
+def test_a_postgres_server_listens_on_loopback_only_asks_its_password_and_leaves_nothing():
+    import psycopg
+
+    programs = postgres_programs()
+    if programs is None:
+        pytest.skip(NO_POSTGRES)
+    with PostgresServer(programs) as server:
+        assert store_query(server.uri, "SHOW listen_addresses") == [("127.0.0.1",)]
+        assert store_query(server.uri, "SELECT current_database()") == [("mlflow",)]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(server.uri.replace(server.password, "not-the-password"))
+        directory, pid = server.directory, server.process.pid
+    assert not alive(pid) and not directory.exists(), "stop() ends the server and deletes its folder"
