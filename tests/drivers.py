@@ -16,15 +16,14 @@ def driver(
 ) -> subprocess.Popen:
     """`python -m sweeps run path` on the cluster at `address`; output to a pipe, or to `log` (then nothing blocks
     when nobody reads it). Its environment is the tests' own less MLFLOW_TRACKING_URI, plus `env`."""
-    extra_env = env
-    env = {**os.environ, "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.update(extra_env or {})
+    environment = {**os.environ, "RAY_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    environment.update(env or {})
     output = log.open("w") if log else subprocess.PIPE
     return subprocess.Popen(
         [sys.executable, "-m", "sweeps", "run", str(path), *args],
         cwd=REPO,
-        env=env,
+        env=environment,
         stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
