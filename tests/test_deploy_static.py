@@ -90,7 +90,7 @@ def dockerfile_from(path: Path) -> str:
 
 
 def image_versions(path: Path) -> dict[str, Version]:
-    """What an image pins: python (from the base image tag or the build's assertion), torch, ray, mlflow, psycopg2."""
+    """What an image pins: python (from the base image tag or the build's assertion), torch, ray, mlflow, psycopg."""
     args, base = dockerfile_args(path), dockerfile_from(path)
     versions = {
         name: Version(args[arg])
@@ -98,7 +98,7 @@ def image_versions(path: Path) -> dict[str, Version]:
             ("torch", "TORCH_VERSION"),
             ("ray", "RAY_VERSION"),
             ("mlflow", "MLFLOW_VERSION"),
-            ("psycopg2-binary", "PSYCOPG2_VERSION"),
+            ("psycopg", "PSYCOPG_VERSION"),
         )
         if arg in args
     }
@@ -362,7 +362,7 @@ def test_image_versions_agree_with_setup_cfg_and_each_other():
             if package in bounds:
                 assert version >= bounds[package], f"{name}: {package} {version} is below setup.cfg's {bounds[package]}"
     cpu, cuda = images["Dockerfile"], images["Dockerfile.cuda"]
-    for package in ("python", "torch", "ray", "mlflow", "psycopg2-binary"):
+    for package in ("python", "torch", "ray", "mlflow", "psycopg"):
         assert cpu.get(package) == cuda.get(package), (
             f"{package}: CPU image {cpu.get(package)}, CUDA {cuda.get(package)}"
         )
