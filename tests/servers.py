@@ -78,10 +78,14 @@ class MlflowServer:
             "--host", HOST, "--port", str(self.port),
             "--workers", "1",
         ]  # fmt: skip
+        # No job executor: MLflow 3 starts seven worker processes for GenAI jobs that a sweep never submits, which
+        # on a 2-core machine compete with the trials under test.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         # A session of its own, so stop() can end the uvicorn workers along with the launcher.
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
         self._wait_healthy(timeout_s)
         return self
 
