@@ -186,14 +186,17 @@ def check_shared_storage(storage: str, nodes: list[dict], source: str) -> None:
             sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(marker)
             for node in alive
         ]
-        seen = ray.get(answers, timeout=120)
+        # A node that does not answer in a minute, or dies meanwhile, gets no trials either: not a reason to refuse.
+        answered, _ = ray.wait(answers, num_returns=len(answers), timeout=60)
+        blind = []
+        for node, answer in zip(alive, answers, strict=True):
+            try:
+                if answer in answered and not ray.get(answer):
+                    blind.append(f"{node['NodeID'][:12]} ({node.get('NodeManagerAddress', '?')})")
+            except ray.exceptions.RayError:
+                continue
     finally:
         os.remove(marker)
-    blind = [
-        f"{node['NodeID'][:12]} ({node.get('NodeManagerAddress', '?')})"
-        for node, ok in zip(alive, seen, strict=True)
-        if not ok
-    ]
     if blind:
         raise SweepConfigError(
             f"{source}: the Ray Tune storage {storage} is a folder that Ray node(s) {', '.join(blind)} do not see "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ class Node:
     process: subprocess.Popen
     log: Path
     node_id: str = ""
+    killed: bool = False
 
 
 @dataclass
@@ -74,13 +76,17 @@ class LoopbackCluster:
         self.wait_for_nodes()
         return self
 
-    def add_worker(self, cpus: int = 1, wait: bool = True) -> Node:
-        node = self._node(f"seedpool_worker{len(self.nodes)}", f"--address={self.address}", f"--num-cpus={cpus}")
+    def add_worker(self, cpus: int = 1, wait: bool = True, hide: Path | None = None) -> Node:
+        """A worker node; with `hide`, a node that does not see that folder (an empty one is mounted over it in a
+        mount namespace of the node's own, as on a machine without the shared disk). `hide` needs root."""
+        node = self._node(
+            f"seedpool_worker{len(self.nodes)}", f"--address={self.address}", f"--num-cpus={cpus}", hide=hide
+        )
         if wait:
             self.wait_for_nodes()
         return node
 
-    def _node(self, name: str, *args: str) -> Node:
+    def _node(self, name: str, *args: str, hide: Path | None = None) -> Node:
         log = self.root / f"{name}.log"
         # Each node's agents on ports of their own: by default every node takes the same fixed ports, and on one
         # machine the second node's agents fail to bind, or take the head's (then the job API has no agent).
@@ -91,6 +97,9 @@ class LoopbackCluster:
         ]  # fmt: skip
         command = [RAY, "start", "--block", "--disable-usage-stats", f"--resources={json.dumps({name: 1})}", *ports]
         command += args
+        if hide is not None:
+            mount = f"mount -t tmpfs seedpool-hidden {shlex.quote(str(hide))} && exec {shlex.join(command)}"
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount]
         env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
         env.pop("RAY_ADDRESS")
         with log.open("w") as out:
@@ -117,15 +126,17 @@ class LoopbackCluster:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def wait_for_nodes(self) -> None:
+        """Until every node started and not killed is alive in the cluster; raises if one exits instead."""
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         while True:
-            for node in self.nodes:
+            expected = [node for node in self.nodes if not node.killed]
+            for node in expected:
                 if node.process.poll() is not None:
                     raise RuntimeError(f"Ray node {node.name} exited:\n{node.log.read_text()[-3000:]}")
             alive = self.live_nodes()
-            if all(node.name in alive for node in self.nodes if node.process.poll() is None):
-                for node in self.nodes:
-                    node.node_id = alive.get(node.name, node.node_id)
+            if all(node.name in alive for node in expected):
+                for node in expected:
+                    node.node_id = alive[node.name]
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Ray nodes did not join within {JOIN_TIMEOUT_S:.0f} s; alive: {sorted(alive)}")
@@ -133,6 +144,7 @@ class LoopbackCluster:
 
     def kill(self, node: Node) -> None:
         """The node dies at once, with every process it started (SIGKILL to its process group)."""
+        node.killed = True
         try:
             os.killpg(node.process.pid, signal.SIGKILL)
         except ProcessLookupError:

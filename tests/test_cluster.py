@@ -5,6 +5,7 @@ spread over the nodes, and hit by a worker node that dies mid-sweep. The record 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -83,6 +84,24 @@ def test_a_driver_without_the_token_is_refused_in_seconds(cluster, make_sweep, t
     assert "refused this machine's Ray token" in output and "RAY_AUTH_TOKEN" in output, output
     assert time.monotonic() - started < 60, "refused at once, not after ray.init's minute of retries"
     assert trial_runs(tmp_path / "mlflow.db", "cluster_no_token") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a node that does not see a folder needs a mount namespace (root)")
+def test_storage_that_a_node_does_not_see_is_refused_before_launch(cluster, make_sweep, tmp_path):
+    """A cluster whose storage is a local folder that one node lacks (a worker without the shared mount):
+    trials there could not checkpoint where the driver and a retry find them. Refused, naming that node."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    blind = cluster.add_worker(cpus=1, hide=storage)
+    try:
+        proc = driver(make_sweep(name="cluster_blind_node"), cluster.address, env=cluster.env)
+        output = finish(proc, timeout_s=180)
+    finally:
+        cluster.kill(blind)
+    assert proc.returncode == 2, output
+    assert f"the Ray Tune storage {storage} is a folder that Ray node(s) {blind.node_id[:12]}" in output, output
+    assert "SEEDPOOL_STORAGE" in output and "Nothing was launched or recorded" in output
+    assert not (tmp_path / "mlflow.db").exists() or trial_runs(tmp_path / "mlflow.db", "cluster_blind_node") == []
 
 
 def test_a_worker_node_killed_mid_sweep(cluster, make_sweep, tmp_path):
