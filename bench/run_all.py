@@ -1,12 +1,13 @@
 """`make bench`: every benchmark, one table each (CPU-sized defaults; see each module for GPU settings)."""
 
-from bench import memory_modes, neuralgpu_throughput
+from bench import cluster_overhead, memory_modes, neuralgpu_throughput
 
 
 def main() -> None:
     neuralgpu_throughput.main([])
     neuralgpu_throughput.main(["--model", "f17", "--widths", "96"])
     memory_modes.main([])
+    cluster_overhead.main([])
 
 
 if __name__ == "__main__":
