@@ -239,6 +239,56 @@ class Tracking(Section):
     """Attach each trial's final checkpoint to its MLflow run (large for wide models)."""
 
 
+class Question(Section):
+    """One question of an adaptive pool: either `halfwidth` (optionally for the cells `where` picks) or
+    `compare`."""
+
+    halfwidth: Annotated[float, Field(gt=0, lt=0.5)] | None = None
+    """Grow each cell until its success rate's interval (an anytime-valid confidence sequence at `alpha`) is at
+    most this far either side of the rate, e.g. 0.25."""
+    where: dict[str, Any] = {}
+    """With `halfwidth`: only the cells with these science values, e.g. {width: 24}; empty: every cell."""
+    compare: dict[str, list[Any]] | None = None
+    """One science field and two of its values, e.g. {width: [24, 64]}: grow both cells until they are decided
+    'different' at level `alpha` (one comparison per setting of the other science fields)."""
+
+    @model_validator(mode="after")
+    def _one_question(self) -> Question:
+        if (self.halfwidth is None) == (self.compare is None):
+            raise ValueError(
+                "a question is either `halfwidth: 0.25` (a cell's interval to reach) or `compare: {width: [24, 64]}`"
+                " (two cells to tell apart); give exactly one"
+            )
+        if self.compare is not None:
+            values = next(iter(self.compare.values()), None)
+            if len(self.compare) != 1 or not isinstance(values, list) or len(values) != 2 or values[0] == values[1]:
+                raise ValueError(
+                    f"`compare` is {quote(self.compare)}; name one science field and two different values of it, "
+                    "e.g. {width: [24, 64]}"
+                )
+            if self.where:
+                raise ValueError("`where` picks the cells of a `halfwidth` question; `compare` names its own cells")
+        return self
+
+
+class Adaptive(Section):
+    """Optional: grow the pool where its questions are still open (analysis/sequential.py has the procedure).
+    `sweeps run` runs `min_seeds` seeds per cell, looks, adds `batch` seeds to each cell with an undecided
+    question, and repeats until every question is decided or the cell has every seed of `axes.nuisance.seed`
+    (the most a cell runs: one home for the maximum). A cell without a question runs `min_seeds` seeds.
+    Looks may be taken after every batch without inflating errors: the intervals are anytime-valid."""
+
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    """Error level of each question (not familywise): intervals hold with probability >= 1 - alpha at every
+    look, and equal cells are called different with probability <= alpha."""
+    min_seeds: Annotated[int, Field(ge=1)]
+    """Seeds per cell before the first look (the first min_seeds seeds of `axes.nuisance.seed`)."""
+    batch: Annotated[int, Field(ge=1)]
+    """Seeds added to an undecided cell after each look."""
+    questions: Annotated[list[Question], Field(min_length=1)]
+    """What the pool must answer (see Question)."""
+
+
 class SweepConfig(Section):
     """A pool of training runs. Only `name`, `trainer`, `axes`, `budget` and `success` are required."""
 
@@ -264,6 +314,8 @@ class SweepConfig(Section):
     """Retries of a crashed trial, each from its last checkpoint (Ray Tune FailureConfig)."""
     tracking: Tracking = Tracking()
     """MLflow and storage locations (see Tracking)."""
+    adaptive: Adaptive | None = None
+    """Optional adaptive seed allocation (see Adaptive); unset: every seed of the seed axis runs."""
 
     @field_validator("name")
     @classmethod
@@ -271,6 +323,43 @@ class SweepConfig(Section):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
             raise ValueError(f"name is {quote(value)}; use letters, digits, `_`, `-` and `.` (it names a folder)")
         return value
+
+    @model_validator(mode="after")
+    def _adaptive_fits_the_axes(self) -> SweepConfig:
+        if self.adaptive is None:
+            return self
+        values = science_values(self.axes)
+        seeds = len(self.axes.nuisance.get("seed", []))
+        if seeds and self.adaptive.min_seeds > seeds:
+            raise ValueError(
+                f"`adaptive.min_seeds` is {self.adaptive.min_seeds} but `axes.nuisance.seed` has {seeds} seeds, the "
+                "most a cell runs; lower min_seeds or widen the seed range"
+            )
+        for i, question in enumerate(self.adaptive.questions):
+            where = f"adaptive.questions[{i}]"
+            for key, picked in [*question.where.items(), *(question.compare or {}).items()]:
+                if key not in values:
+                    raise ValueError(
+                        f"`{where}` names `{clip(str(key))}`, not a science field; use one of "
+                        f"{', '.join(values) or '(none: add a science axis)'}"
+                    )
+                for value in picked if question.compare else [picked]:
+                    if value not in values[key]:
+                        raise ValueError(
+                            f"`{where}` asks for {clip(str(key))}={quote(value)}, which is not a value of that axis "
+                            f"({clip(str(values[key]))}); pick one of those"
+                        )
+        return self
+
+
+def science_values(axes: Axes) -> dict[str, list[Any]]:
+    """Each science field's values: {width: [24, 64]}; a joined axis gives each of its fields its own list."""
+    values: dict[str, list[Any]] = {}
+    for axis, entries in axes.science.items():
+        for entry in entries:
+            for field, value in axis_setting(axis, entry).items():
+                values.setdefault(field, []).append(value)
+    return values
 
 
 def resolve_config_path(name: str) -> Path:
@@ -376,7 +465,8 @@ def describe_error(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"`{where}` is required but missing; add it"
     if kind == "value_error":
-        return f"`{where}`: {error['msg'].removeprefix('Value error, ')}"
+        message = error["msg"].removeprefix("Value error, ")
+        return f"`{where}`: {message}" if loc else message  # a check across sections names its own keys
     if kind == "model_type":
         return f"`{where}` should be a mapping of keys, got {quote(given)}; write it as `key: value` lines"
     message = error["msg"][0].lower() + error["msg"][1:]
