@@ -172,6 +172,10 @@ def run_sweep(
         from sweeps.ray_executor import RayTuneExecutor
 
         executor = RayTuneExecutor(sweep, max_concurrent, stream)
+    if sweep.config.adaptive is not None:  # seeds decided by looks at the record: sweeps/adaptive.py
+        from sweeps.adaptive import run_adaptive
+
+        return run_adaptive(sweep, executor, restart, stream, argv)
 
     def say(message: str) -> None:
         print(message, file=stream, flush=True)

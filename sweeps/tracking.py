@@ -413,6 +413,8 @@ class SweepRecorder:
         self.away_since: float | None = None
         self.retry_at = 0.0
         self.say = say or (lambda message: None)
+        self.outcomes: dict[str, bool] = {}
+        """trial key -> success of each trial this recorder finished (what an adaptive pool looks at)."""
 
     # --- parent run ---------------------------------------------------------------------------------------
     def start_parent(self, command: str, pending: int, tune_path: str) -> str:
@@ -570,6 +572,7 @@ class SweepRecorder:
         if entry is None:
             return
         steps = int(result["steps"])
+        self.outcomes[key] = bool(result["success"])
         final = {"success": float(bool(result["success"])), "steps": steps, "wall_time_s": result["wall_time_s"]}
         for optional in ("steps_to_success", "trial_time_s", "trial_cpu_s"):
             if result.get(optional) is not None:
