@@ -84,6 +84,7 @@ def test_bad_adaptive_sections_are_refused_naming_the_key(make_sweep, adaptive, 
     assert message in str(caught.value) and "Nothing was launched" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_an_adaptive_pool_adds_seeds_only_where_undecided_and_a_rerun_adds_none(
     make_sweep, mlflow_db, ray_cluster, capsys
 ):
