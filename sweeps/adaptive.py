@@ -8,8 +8,7 @@ continues at the first look whose trials have not all finished. The statistics a
 (anytime-valid, so looking after every batch keeps each question's level).
 
 `run_adaptive` executes it: one parent run per invocation, one execution (Tune experiment) per look, the look
-printed as lines and recorded on the parent run (`adaptive/looks.json`, metrics `adaptive/seeds` and
-`adaptive/undecided` stepped by look).
+printed as lines and recorded on the parent run (`adaptive/looks.json`).
 """
 
 from __future__ import annotations
@@ -258,7 +257,7 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
         recorder = SweepRecorder(store, sweep, runs, say=say)
         command = shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
         recorder.start_parent(command, sum(t.key not in outcomes for t in state.pool), tune_path="")
-        record_looks(recorder, state.looks, 0)
+        record_looks(recorder, state.looks)
         session = Session(recorder, None, {t.key: t for t in sweep.trials}, frozenset(outcomes))
         started = time.monotonic()
         status, code = "KILLED", EXIT_INTERRUPTED
@@ -285,7 +284,7 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
                     for look in state.looks[seen:]:
                         for line in look_lines(sweep.name, look, replayed=False):
                             say(line)
-                    record_looks(recorder, state.looks, seen)
+                    record_looks(recorder, state.looks)
                 if session.interrupted:
                     status, code = "KILLED", EXIT_INTERRUPTED
                 elif session.errored:
@@ -302,17 +301,10 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
         return code
 
 
-def record_looks(recorder: Any, looks: list[Look], new_from: int) -> None:
-    """The looks so far on the parent run: the whole list as `adaptive/looks.json` (rewritten at each look), and
-    for each look from `new_from` on, the seeds run over all cells and the questions still open, as metrics
-    stepped by the look's number."""
+def record_looks(recorder: Any, looks: list[Look]) -> None:
+    """The looks so far on the parent run, as `adaptive/looks.json` (rewritten at each look): every look's
+    counts, intervals, decisions with their numbers and reasons, and the seeds it added. An artifact rather than
+    metrics, so the record's vocabulary (seedcore.record) is unchanged."""
     run_id = recorder.parent_run_id
-    if run_id is None or not looks:
-        return
-    recorder.client.log_text(run_id, json.dumps([look.as_dict() for look in looks], indent=2), LOOKS_ARTIFACT)
-    for look in looks[new_from:]:
-        seeds = sum(c["seeds"] for c in look.cells.values())
-        undecided = sum(not d["decided"] for d in look.decisions)
-        recorder.client.log_metric(run_id, "adaptive/seeds", seeds, step=look.number)
-        recorder.client.log_metric(run_id, "adaptive/undecided", undecided, step=look.number)
-    recorder.client.set_tag(run_id, "adaptive.looks", str(len(looks)))
+    if run_id is not None and looks:
+        recorder.client.log_text(run_id, json.dumps([look.as_dict() for look in looks], indent=2), LOOKS_ARTIFACT)
