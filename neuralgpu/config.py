@@ -54,7 +54,7 @@ class TrainConfig(RunConfig):
     init_seed: int | None = None
     """Seeds the initial weights only; unset: `seed`. With data_seed, splits the seed into its two sources."""
     data_seed: int | None = None
-    """Seeds every draw after the initial weights (examples, curriculum, dropout, gradient noise, evaluation inputs); unset: `seed`."""
+    """Seeds every draw after the weights (examples, curriculum, dropout, grad noise, eval inputs); unset: `seed`."""
 
     # --- model -----------------------------------------------------------------------------------------------
     model: str = "k15"

@@ -25,8 +25,15 @@ from neuralgpu.model import ModelConfig
 from neuralgpu.probes import run_probes
 from neuralgpu.tasks import VOCAB_SIZE, get_task, random_batch, tough_batch
 from neuralgpu.variants import variant
-from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
-from seedcore.loop import seed_everything
+from seedcore.loop import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    LoopProgress,
+    LoopTrainer,
+    Report,
+    RunResult,
+    seed_everything,
+)
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "Report", "TrainResult", "Trainer", "main", "train"]
 

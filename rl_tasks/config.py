@@ -57,7 +57,7 @@ class RLConfig(RunConfig):
     init_seed: int | None = None
     """Seeds the initial weights only; unset: `seed`. With data_seed, splits the seed into its two sources."""
     data_seed: int | None = None
-    """Seeds every draw after the initial weights (the env's inputs, exploration, curriculum, evaluation inputs); unset: `seed`."""
+    """Seeds every draw after the initial weights (env inputs, exploration, curriculum, eval inputs); unset: `seed`."""
 
     # --- agent -----------------------------------------------------------------------------------------------
     agent: str = "qlearning"

@@ -26,8 +26,15 @@ from rl_tasks.envs import MAX_MIN_LENGTH, make_env
 from rl_tasks.evaluate import evaluate_length
 from rl_tasks.learners import build_learner
 from rl_tasks.learners.base import symbol_loss
-from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
-from seedcore.loop import seed_everything
+from seedcore.loop import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    LoopProgress,
+    LoopTrainer,
+    Report,
+    RunResult,
+    seed_everything,
+)
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "RLResult", "Report", "Trainer", "main", "train"]
 SOLVED_WINDOW = 100

@@ -102,7 +102,8 @@ class LoopProgress:
     """Evaluations made since the last report, reported with it."""
 
 
-def seed_everything(init_seed: int, data_seed: int, streams: type[Streams], build: Callable[[], Model]
+def seed_everything(
+    init_seed: int, data_seed: int, streams: type[Streams], build: Callable[[], Model]
 ) -> tuple[Streams, Model]:
     """The run's seeding, in one place; returns the run's own generators and its model, built by `build()`.
 
