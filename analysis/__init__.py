@@ -7,6 +7,7 @@ Modules (pure functions over a trials frame, one row per run, and arrays; notebo
     planning    seeds for P(at least one success), for an interval width, per arm for 80% power (exact)
     survival    Kaplan-Meier time to success with censoring, log-rank, expected compute per success
     continuous  interquartile mean, stratified bootstrap, probability of improvement
+    attribution which seed decides success: init vs data vs their pair, in a crossed design (two-way bootstrap)
     failure     error against test length; the probe tables the trainer recorded (re-run on saved models if absent)
     figures     titled, labelled figures with interval bars and run counts
     notebook    the setup every notebook opens with: load the trials, save them, show the outcome counts

@@ -50,7 +50,11 @@ class TrainConfig(RunConfig):
     task: str = "badd"
     """Task name from neuralgpu.tasks.TASKS (badd, qadd, add, bmul, mul, copy, rev, ...)."""
     seed: int = 0
-    """Seeds Python, NumPy, torch and the example generators; the nuisance axis of every pool. 0..2**64-1."""
+    """The run's seed: init_seed and data_seed when they are unset; the nuisance axis of every pool. 0..2**64-1."""
+    init_seed: int | None = None
+    """Seeds the initial weights only; unset: `seed`. With data_seed, splits the seed into its two sources."""
+    data_seed: int | None = None
+    """Seeds every draw after the weights (examples, curriculum, dropout, grad noise, eval inputs); unset: `seed`."""
 
     # --- model -----------------------------------------------------------------------------------------------
     model: str = "k15"

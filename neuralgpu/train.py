@@ -25,8 +25,15 @@ from neuralgpu.model import ModelConfig
 from neuralgpu.probes import run_probes
 from neuralgpu.tasks import VOCAB_SIZE, get_task, random_batch, tough_batch
 from neuralgpu.variants import variant
-from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
-from seedcore.loop import seed_everything as seed_streams
+from seedcore.loop import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    LoopProgress,
+    LoopTrainer,
+    Report,
+    RunResult,
+    seed_everything,
+)
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "Report", "TrainResult", "Trainer", "main", "train"]
 
@@ -39,17 +46,12 @@ class TrainResult(RunResult):
 
 @dataclass
 class Generators:
-    """Every random stream of a run. Training data and evaluation data are separate streams so that
-    evaluating more or less often never changes the training batches."""
+    """The run's own random streams, from its data seed (seedcore.loop.seed_everything; dropout and gradient noise
+    come from torch's global generator, seeded there too). Training data and evaluation data are separate streams
+    so that evaluating more or less often never changes the training batches."""
 
     data: np.random.Generator
     eval: np.random.Generator
-
-
-def seed_everything(seed: int) -> Generators:
-    """Seed Python, NumPy's global state, torch (CPU and CUDA: dropout, init, gradient noise) and return the
-    run's own example generators."""
-    return seed_streams(seed, Generators)
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
@@ -135,9 +137,9 @@ class Trainer(LoopTrainer):
 
     def __init__(self, cfg: TrainConfig, report: Report | None, checkpoint_dir: str | None):
         super().__init__(cfg, report, checkpoint_dir)
-        self.rngs = seed_everything(cfg.seed)
         self.variant = variant(cfg.model)
-        self.model = self.variant.build(model_config(cfg)).to(self.device)
+        self.rngs, model = seed_everything(*cfg.run_seeds(), Generators, lambda: self.variant.build(model_config(cfg)))
+        self.model = model.to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.schedule = TaskCurriculum(
             list(cfg.task_curriculum or [cfg.task]),

@@ -53,7 +53,11 @@ class RLConfig(RunConfig):
     easy_start: bool = False
     """Addition envs: half the episodes carry-free while the curriculum length is <= 12 (the talk's 3-row fix)."""
     seed: int = 0
-    """Seeds Python, NumPy, torch, the env and the agent's streams; the nuisance axis of every pool. 0..2**64-1."""
+    """The run's seed: init_seed and data_seed when they are unset; the nuisance axis of every pool. 0..2**64-1."""
+    init_seed: int | None = None
+    """Seeds the initial weights only; unset: `seed`. With data_seed, splits the seed into its two sources."""
+    data_seed: int | None = None
+    """Seeds every draw after the initial weights (env inputs, exploration, curriculum, eval inputs); unset: `seed`."""
 
     # --- agent -----------------------------------------------------------------------------------------------
     agent: str = "qlearning"

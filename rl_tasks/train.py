@@ -26,8 +26,15 @@ from rl_tasks.envs import MAX_MIN_LENGTH, make_env
 from rl_tasks.evaluate import evaluate_length
 from rl_tasks.learners import build_learner
 from rl_tasks.learners.base import symbol_loss
-from seedcore.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LoopProgress, LoopTrainer, Report, RunResult
-from seedcore.loop import seed_everything as seed_streams
+from seedcore.loop import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    LoopProgress,
+    LoopTrainer,
+    Report,
+    RunResult,
+    seed_everything,
+)
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "RLResult", "Report", "Trainer", "main", "train"]
 SOLVED_WINDOW = 100
@@ -47,8 +54,9 @@ class RLResult(RunResult):
 
 @dataclass
 class Generators:
-    """Every random stream of a run besides the env's own (seeded by its first reset). Separate streams, so that
-    evaluating more or less often never changes training."""
+    """The run's own random streams, from its data seed (seedcore.loop.seed_everything), besides the env's own
+    (seeded with the data seed by its first reset). Separate streams, so that evaluating more or less often never
+    changes training."""
 
     act: np.random.Generator
     """Behaviour policy: exploration coins, uniform choices, REINFORCE samples."""
@@ -56,12 +64,6 @@ class Generators:
     """LSAE lengths and easy-start coins."""
     eval: np.random.Generator
     """Seeds of the test inputs."""
-
-
-def seed_everything(seed: int) -> Generators:
-    """Seed Python, NumPy's global state and torch (weight init), and return the run's own generators. The env
-    is seeded by `reset(seed=seed)` on the first episode."""
-    return seed_streams(seed, Generators)
 
 
 def env_kwargs(cfg: RLConfig) -> dict[str, Any]:
@@ -156,12 +158,13 @@ class Trainer(LoopTrainer):
 
     def __init__(self, cfg: RLConfig, report: Report | None, checkpoint_dir: str | None):
         super().__init__(cfg, report, checkpoint_dir)
-        self.rngs = seed_everything(cfg.seed)
         self.env = make_env(cfg.env, **env_kwargs(cfg))
         self.raw = self.env.unwrapped
         self.reward_threshold = cfg.reward_threshold or float(self.env.spec.reward_threshold)
         self.learner = build_learner(cfg, self.device)
-        self.model, self.codec = build_controller(cfg, self.raw, self.learner)
+        self.rngs, (self.model, self.codec) = seed_everything(
+            *cfg.run_seeds(), Generators, lambda: build_controller(cfg, self.raw, self.learner)
+        )
         self.model.to(self.device)
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -199,7 +202,7 @@ class Trainer(LoopTrainer):
     def play_episode(self) -> Episode:
         """One episode with the behaviour policy: epsilon-greedy (Q-learning) or sampled (REINFORCE)."""
         cfg, codec, rng = self.cfg, self.codec, self.rngs.act
-        seed = cfg.seed if self.progress.step == 0 else None
+        seed = cfg.run_seeds()[1] if self.progress.step == 0 else None  # the data seed
         obs, _ = self.env.reset(seed=seed, options=self.reset_options())
         raw = self.raw
         episode = Episode(

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from seedcore.config import ConfigError, describe_fields, load_yaml
+from seedcore.config import SEED_FIELDS, ConfigError, describe_fields, load_yaml
 
 
 # --- command line ----------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ def build_parser(config_cls: type, prog: str, description: str) -> Parser:
     hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
         flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
-        default = "the model's" if f.default is None else f.default
+        default = f.default if f.default is not None else "seed" if f.name in SEED_FIELDS else "the model's"
         kwargs: dict[str, Any] = {
             "dest": f.name,
             "default": None,

@@ -25,6 +25,8 @@ import yaml
 SEED_MAX = 2**64 - 1
 """The largest seed every generator a run seeds accepts: torch.manual_seed takes at most 2**64 - 1 (random.seed,
 NumPy's default_rng([seed, i]) and np.random.seed(seed % 2**32) take any integer >= 0)."""
+SEED_FIELDS = ("seed", "init_seed", "data_seed")
+"""The seed fields every trainer's config has: `seed`, and the two that split it (see RunConfig.run_seeds)."""
 INT_MAX = 2**31 - 1
 """The largest value of any other integer field (counts, lengths, steps): beyond it torch and NumPy overflow."""
 MAX_CONFIG_BYTES = 1_000_000
@@ -97,12 +99,19 @@ class RunConfig:
             value = getattr(self, field.name)
             values = value if isinstance(value, tuple) else (value,)
             for number in (v for v in values if isinstance(v, int | float) and not isinstance(v, bool)):
-                if field.name == "seed":
-                    need(0 <= number <= SEED_MAX, "seed", f"is {quote(number)}", "use an integer in [0, 2**64 - 1]")
+                if field.name in SEED_FIELDS:
+                    need(0 <= number <= SEED_MAX, field.name, f"is {quote(number)}", "use an integer in [0, 2**64 - 1]")
                 elif isinstance(number, float):
                     need(math.isfinite(number), field.name, f"is {number}", "use a finite number")
                 else:
                     need(abs(number) <= INT_MAX, field.name, f"is {quote(number)}", f"use at most {INT_MAX}")
+
+    def run_seeds(self) -> tuple[int, int]:
+        """(init seed, data seed): `init_seed` decides the initial weights, `data_seed` every other random draw
+        (examples, curriculum, dropout, gradient noise, exploration, evaluation inputs); each is `seed` when unset,
+        so a config that sets neither runs exactly as one `seed` always did (seedcore.loop.seed_everything)."""
+        init_seed, data_seed = self.init_seed, self.data_seed
+        return (self.seed if init_seed is None else init_seed, self.seed if data_seed is None else data_seed)
 
     def apply_recipe(self) -> None:
         """Fill fields left None from the chosen variant's recipe (nothing to fill by default)."""

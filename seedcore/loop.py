@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +43,8 @@ Report = Callable[[dict[str, float], str | None], None]
 (None when none was)."""
 CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_FORMAT = 1
+Streams = TypeVar("Streams")
+Model = TypeVar("Model")
 
 
 @dataclass
@@ -100,12 +102,26 @@ class LoopProgress:
     """Evaluations made since the last report, reported with it."""
 
 
-def seed_everything(seed: int, streams: type) -> Any:
-    """Seed Python, NumPy's global state and torch (CPU and CUDA), and return the run's own generators: an instance
-    of the dataclass `streams` whose i-th field is `default_rng([seed, i])`. Separate streams, so that evaluating
-    more or less often never changes training."""
-    seed_globals(seed)
-    return streams(**{f.name: np.random.default_rng([seed, i]) for i, f in enumerate(dataclasses.fields(streams))})
+def seed_everything(
+    init_seed: int, data_seed: int, streams: type[Streams], build: Callable[[], Model]
+) -> tuple[Streams, Model]:
+    """The run's seeding, in one place; returns the run's own generators and its model, built by `build()`.
+
+    Two sources of randomness (RunConfig.run_seeds): `init_seed` seeds Python, NumPy's global state and torch (CPU
+    and CUDA) while `build()` draws the initial weights, and decides nothing else. `data_seed` decides every later
+    draw: the run's own generators (an instance of the dataclass `streams` whose i-th field is
+    `default_rng([data_seed, i])`: examples, curriculum, exploration, evaluation inputs), and the global
+    generators from the end of the build on (dropout masks, gradient noise), which are left exactly where a run
+    with init_seed = data_seed has them. So runs sharing an init_seed start from the same weights, runs sharing a
+    data_seed see the same draws after it, and with the two equal (both unset: `seed`) this is one seed, as before
+    the split. Separate streams, so that evaluating more or less often never changes training."""
+    rngs = streams(**{f.name: np.random.default_rng([data_seed, i]) for i, f in enumerate(dataclasses.fields(streams))})
+    seed_globals(init_seed)
+    model = build()
+    if data_seed != init_seed:
+        seed_globals(data_seed)
+        build()  # thrown away: it draws what the build of a data_seed run draws, so every later draw matches that run
+    return rngs, model
 
 
 class LoopTrainer:

@@ -47,10 +47,19 @@ class Trial:
         return " ".join(f"{k}={v}" for k, v in self.cell.items()) or "all"
 
     @property
+    def seed_label(self) -> str:
+        """`seed3`, or `init1-data2` for a trial that splits its seed (RunConfig.run_seeds)."""
+        config = self.run_config
+        if config.get("init_seed") is None and config.get("data_seed") is None:
+            return f"seed{self.seed}"
+        init_seed, data_seed = (self.seed if config[k] is None else config[k] for k in ("init_seed", "data_seed"))
+        return f"init{init_seed}-data{data_seed}"
+
+    @property
     def name(self) -> str:
         """Run name: cell, seed and key, so the seed travels in the name (cleanrl)."""
         cell = "-".join(f"{k}{v}" for k, v in self.cell.items())
-        return f"{cell + '-' if cell else ''}seed{self.seed}-{self.key[:8]}"
+        return f"{cell + '-' if cell else ''}{self.seed_label}-{self.key[:8]}"
 
 
 @dataclass(frozen=True)
@@ -167,11 +176,13 @@ def check_axes(config: SweepConfig, trainer: TrainerSpec, source: str) -> None:
     def fail(message: str) -> None:
         raise SweepConfigError(f"{source}: {message}. {NOTHING_DONE}")
 
-    if "seed" not in nuisance:
+    # Both split seeds vary instead of `seed`: a crossed init x data design, in which `seed` decides nothing.
+    if "seed" not in nuisance and not {"init_seed", "data_seed"} <= set(nuisance):
         where = "`axes.science.seed`" if "seed" in science else "nothing"
         fail(
             f"`axes.nuisance.seed` is required (found {where}): seeds are the nuisance axis of every pool; "
-            "add e.g. `nuisance: {seed: {start: 0, stop: 8}}` under `axes`"
+            "add e.g. `nuisance: {seed: {start: 0, stop: 8}}` under `axes` (or both `init_seed` and `data_seed`, "
+            "to cross the seed's two sources)"
         )
     twice = sorted({field for field in science if science.count(field) > 1})
     if twice:

@@ -39,7 +39,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from seedcore.config import SEED_MAX, SafeLoader, clip, quote
+from seedcore.config import SEED_FIELDS, SEED_MAX, SafeLoader, clip, quote
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
@@ -69,7 +69,8 @@ class Axes(Section):
     model at its own width."""
     nuisance: dict[str, list[Any]] = {}
     """Axes pooled within a cell (tuning playbook: nuisance hyperparameters). `seed` is required here, as a
-    list of integers or {start, stop}."""
+    list of integers or {start, stop}; or, instead, both `init_seed` and `data_seed` (a crossed design that
+    splits the seed into its sources, see RunConfig.run_seeds), given the same way."""
 
     def science_fields(self) -> list[str]:
         """The run fields the science axes set, joined axes split: the cell columns of the summary table."""
@@ -82,8 +83,8 @@ class Axes(Section):
             return value  # pydantic reports the wrong type
         out = dict(value)
         for field, values in value.items():
-            if field == "seed" and info.field_name == "nuisance":
-                out[field] = values = seed_list(values)
+            if field in SEED_FIELDS and info.field_name == "nuisance":
+                out[field] = values = seed_list(values, field)
             name = clip(str(field))
             if not isinstance(values, list):
                 raise ValueError(
@@ -128,23 +129,23 @@ def axis_setting(axis: str, value: Any) -> dict[str, Any]:
     return dict(zip(fields, value, strict=True)) if len(fields) > 1 else {axis: value}
 
 
-def seed_list(values: Any) -> Any:
+def seed_list(values: Any, axis: str = "seed") -> Any:
     """Seeds as a list of integers in [0, SEED_MAX], from a list or a {start, stop} range (stop excluded)."""
     if isinstance(values, dict):
         unknown = set(values) - {"start", "stop"}
         if unknown or "stop" not in values:
             raise ValueError(
-                f"axis `seed` is {quote(values)}; a seed range has the keys `start` (default 0) and `stop` "
+                f"axis `{axis}` is {quote(values)}; a seed range has the keys `start` (default 0) and `stop` "
                 "(excluded), e.g. {start: 0, stop: 16}"
             )
         start, stop = values.get("start", 0), values["stop"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)):
-            raise ValueError(f"axis `seed` range {quote(values)} needs integer `start` and `stop`")
+            raise ValueError(f"axis `{axis}` range {quote(values)} needs integer `start` and `stop`")
         if stop <= start:
-            raise ValueError(f"axis `seed` range {quote(values)} is empty; `stop` (excluded) must exceed `start`")
+            raise ValueError(f"axis `{axis}` range {quote(values)} is empty; `stop` (excluded) must exceed `start`")
         if stop - start > MAX_TRIALS:
             raise ValueError(
-                f"axis `seed` range {quote(values)} has {stop - start:,} seeds, more than a pool may have "
+                f"axis `{axis}` range {quote(values)} has {stop - start:,} seeds, more than a pool may have "
                 f"({MAX_TRIALS:,}); lower `stop`"
             )
         values = list(range(start, stop))
@@ -152,7 +153,7 @@ def seed_list(values: Any) -> Any:
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX]
         if bad:
             raise ValueError(
-                f"axis `seed` has {quote(bad[0])}; seeds are integers >= 0 and at most 2**64 - 1 (what "
+                f"axis `{axis}` has {quote(bad[0])}; seeds are integers >= 0 and at most 2**64 - 1 (what "
                 "torch.manual_seed accepts), e.g. {start: 0, stop: 16}"
             )
     return values

@@ -164,6 +164,9 @@ def rl_success(sweep: SweepConfig) -> str:
     )
 
 
+SPLIT_SEEDS_UNSET = {"init_seed": None, "data_seed": None}
+"""Both trainers' seed split (RunConfig.run_seeds), added after pools were recorded; unset, a trial is `seed`'s."""
+
 TRAINERS: dict[str, TrainerSpec] = {
     NEURALGPU: TrainerSpec(
         name=NEURALGPU,
@@ -173,7 +176,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         owners=NEURALGPU_OWNERS,
         tag_fields=CONFIG_TAGS[NEURALGPU],
         describe_success=neuralgpu_success,
-        later_fields={"success_confirm": 0},
+        later_fields={"success_confirm": 0, **SPLIT_SEEDS_UNSET},
     ),
     RL: TrainerSpec(
         name=RL,
@@ -185,6 +188,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         describe_success=rl_success,
         check_sweep=check_rl_sweep,
         step_unit=STEP_UNITS[RL],
+        later_fields=SPLIT_SEEDS_UNSET,
     ),
 }
 

@@ -128,17 +128,36 @@ def test_trial_key_is_a_pure_function_of_trainer_and_resolved_config():
     assert trial_key("rl", trial.run_config) != trial.key
 
 
+def test_init_and_data_seeds_cross_as_nuisance_axes_without_splitting_cells(make_sweep):
+    crossed = {"init_seed": {"start": 0, "stop": 3}, "data_seed": [5, 6]}
+    sweep = load_sweep(str(make_sweep(axes={"science": {"width": [4, 6]}, "nuisance": crossed})))
+    assert len(sweep.trials) == 2 * 3 * 2 and len({t.key for t in sweep.trials}) == 12
+    assert {tuple(t.cell.items()) for t in sweep.trials} == {(("width", 4),), (("width", 6),)}
+    for width in (4, 6):
+        seeds = [
+            (t.run_config["init_seed"], t.run_config["data_seed"]) for t in sweep.trials if t.cell["width"] == width
+        ]
+        assert sorted(seeds) == [(i, d) for i in range(3) for d in (5, 6)]
+    first = sweep.trials[0]
+    assert first.name == f"width4-init0-data5-{first.key[:8]}"
+    assert load_sweep("tiny").trials[0].name.startswith("width4-seed0-")  # names of seed pools are unchanged
+
+
 def test_a_field_added_later_keeps_the_keys_of_pools_recorded_before_it(make_sweep):
     """success_confirm came after pools were recorded: at its neutral value the key is the one computed without
     the field (so those pools resume and are not re-run), and set, it makes new trials."""
     trial = load_sweep("tiny").trials[0]
     assert trial.run_config["success_confirm"] == 0
-    before = {k: v for k, v in trial.run_config.items() if k != "success_confirm"}
+    later = get_trainer("neuralgpu").later_fields
+    before = {k: v for k, v in trial.run_config.items() if k not in later}
     assert trial.key == trial_key("neuralgpu", before)
     confirmed = load_sweep(str(make_sweep(success={"threshold": 0.01, "length": 11, "confirm": 64}))).trials[0]
     assert confirmed.run_config["success_confirm"] == 64
     assert confirmed.key != trial.key
-    assert confirmed.key == trial_key("neuralgpu", confirmed.run_config)
+    split_seeds = ("init_seed", "data_seed")  # also later fields, unset here
+    assert confirmed.key == trial_key(
+        "neuralgpu", {k: v for k, v in confirmed.run_config.items() if k not in split_seeds}
+    )
 
 
 # Keys of shipped pools as recorded on 2026-11-26. A new run-config field changes every key (and makes recorded
@@ -233,6 +252,16 @@ MALFORMED = [
         ["axis `seed` has -1", "integers >= 0"],
     ),
     ("no seed axis", with_changes(axes={"science": {"width": [4]}}), ["`axes.nuisance.seed` is required"]),
+    (
+        "one split seed without the other",
+        with_changes(axes={"science": {"width": [4]}, "nuisance": {"init_seed": [0, 1]}}),
+        ["`axes.nuisance.seed` is required", "or both `init_seed` and `data_seed`"],
+    ),
+    (
+        "empty data seed range",
+        with_changes(axes={"nuisance": {"init_seed": [0], "data_seed": {"start": 2, "stop": 1}}}),
+        ["axis `data_seed` range", "is empty"],
+    ),
     (
         "seed as a science axis",
         with_changes(axes={"science": {"seed": [0, 1]}}),
