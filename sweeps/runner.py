@@ -74,6 +74,8 @@ def describe_plan(sweep: Sweep) -> str:
         f"recording:     {tracking_uri(sweep)}; storage {storage_path(sweep)}/{config.name}",
         "",
     ]
+    if sweep.overrides:
+        lines.insert(1, f"overrides:     {shlex.join(sweep.overrides)}")
     columns = ["#", "key", *sweep.science_axes, *axes.nuisance]
     rows = [[str(t.index), t.key, *(str(t.axis_values[c]) for c in columns[2:])] for t in trials]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
@@ -139,6 +141,20 @@ def report_hint(sweep: Sweep, uri: str) -> str:
     if uri != default_tracking_uri():
         command.append(f"MLFLOW_TRACKING_URI={uri}")  # a command-line variable wins over the environment in make
     return f"[{sweep.name}] analysis report: {shlex.join(command)}  (writes {reports / sweep.name / 'index.html'})"
+
+
+def ui_hint(sweep: Sweep, store: Any) -> str:
+    """One line: where MLflow's UI shows the pool's runs (the parent run's description holds the summary)."""
+    from sweeps.tracking import sqlite_file, ui_link
+
+    link = ui_link(store.uri, store.experiment_id)
+    if link is None:
+        return f"[{sweep.name}] MLflow UI: open experiment `{sweep.name}` of {store.uri}"
+    serve = ""
+    if sqlite_file(store.uri):
+        given = "" if store.uri == default_tracking_uri() else f" MLFLOW_URI={shlex.quote(store.uri)}"
+        serve = f"  (after `make mlflow-ui{given}`)"
+    return f"[{sweep.name}] MLflow UI: {link}{serve}"
 
 
 # --- run -----------------------------------------------------------------------------------------------------
@@ -322,6 +338,7 @@ def conclude(invocation: Invocation, recorder: Any, session: Any, status: str, c
     say(f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s; whole pool:\n{text}")
     say(_overhead_line(table, session.completed, wall, invocation.parallel))
     say(report_hint(sweep, store.uri))
+    say(ui_hint(sweep, store))
     if status == "KILLED":
         say(f"[{sweep.name}] interrupted: run the same command again to resume.")
     elif status == "FAILED":
