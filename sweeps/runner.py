@@ -268,9 +268,17 @@ def latest_tune_experiment(store: Any) -> str | None:
     )
 
 
+def success_test_metric(sweep: Sweep) -> str:
+    """The report key of the success test's error (`eval/seq_error@201`); RL's rule is on reward, so its final
+    test's sequence error stands in."""
+    rule = sweep.config.success
+    metric = rule.metric if rule.metric.endswith("_error") else "seq_error"
+    return f"eval/{metric}@{rule.length}"
+
+
 def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: list[str] | None) -> int:
     """Run the plan's trials (restore phase, then fresh phase), record them, print and log the summary."""
-    from sweeps.session import Progress, Session
+    from sweeps.session import Progress, Session, short_labels
     from sweeps.tracking import SweepRecorder
 
     def say(message: str) -> None:
@@ -281,7 +289,15 @@ def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: lis
     command = shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
     recorder.start_parent(command, len(plan.todo), tune_path="")
     progress = Progress(
-        sweep.name, len(sweep.trials), len(plan.finished), plan.successes_before, len(plan.todo), stream
+        sweep.name,
+        len(sweep.trials),
+        len(plan.finished),
+        plan.successes_before,
+        len(plan.todo),
+        stream,
+        labels=short_labels(sweep.trials),
+        budget=sweep.config.budget.steps,
+        test_metric=success_test_metric(sweep),
     )
     session = Session(recorder, progress, {t.key: t for t in sweep.trials}, plan.finished)
     sweep_started = time.monotonic()
