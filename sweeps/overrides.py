@@ -8,7 +8,9 @@ before they are validated, so an overridden sweep is checked exactly like a file
 what `key: null` in the file means: an optional section or value is unset (`stopping=null` turns off the
 hopeless-seed rule, `budget.minutes=null` drops the time budget); a required one is then reported missing. A
 leading `+` (Hydra's "add a key") is accepted and changes nothing: any key the schema knows may be set, whether
-the file has it or not. Paths are checked against the schema first, so a typo names the keys allowed there.
+the file has it or not. `~path` (Hydra's "delete") takes a key out of the file, so its default applies: `~base.task
+axes.science.task=[add,mul]` turns a shared value into an axis. Paths are checked against the schema first, so a
+typo names the keys allowed there.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class Override:
     """As given on the command line (the record keeps it)."""
     path: tuple[str, ...]
     value: Any
+    remove: bool = False
+    """`~path`: the key is taken out of the file (its default applies), e.g. `~base.task` to make it an axis."""
 
     @property
     def key(self) -> str:
@@ -43,7 +47,12 @@ class Override:
 
 
 def parse_override(text: str) -> Override:
-    """`budget.steps=2000` -> Override(path=('budget', 'steps'), value=2000)."""
+    """`budget.steps=2000` -> Override(path=('budget', 'steps'), value=2000); `~base.task` -> a removal."""
+    if text.startswith("~"):
+        path = tuple(text[1:].split("."))
+        if "=" in text or not all(part.strip() for part in path):
+            raise SweepConfigError(f"{quote(text)}: a removal is `~dotted.key`, e.g. `~base.task`. {NOTHING_DONE}")
+        return Override(text=text, path=tuple(part.strip() for part in path), value=None, remove=True)
     key, sep, raw = text.removeprefix("+").partition("=")
     path = tuple(key.split("."))
     if not sep or not all(part.strip() for part in path):
@@ -98,7 +107,10 @@ def apply_overrides(values: dict[str, Any], overrides: list[Override], run_field
                     f"set it whole, e.g. {_whole_example(where)}. {NOTHING_DONE}"
                 )
             node = child
-        node[override.path[-1]] = override.value
+        if override.remove:
+            node.pop(override.path[-1], None)
+        else:
+            node[override.path[-1]] = override.value
     return out
 
 

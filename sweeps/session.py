@@ -169,7 +169,7 @@ class Progress:
         line = self.line()
         changed = line.split(" | elapsed")[0] != self.last_line.split(" | elapsed")[0]
         refresh_s = REFRESH_TTY_S if self.stream.isatty() else REFRESH_LOG_S
-        if force or changed or time.monotonic() - self.last_print > refresh_s:
+        if force or changed or time.monotonic() - self.last_print >= refresh_s:
             print(line, file=self.stream, flush=True)
             self.last_print, self.last_line = time.monotonic(), line
 

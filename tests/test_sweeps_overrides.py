@@ -20,12 +20,14 @@ from sweeps.schema import SweepConfigError
         ("axes.nuisance.seed={start: 2, stop: 4}", ("axes", "nuisance", "seed"), {"start": 2, "stop": 4}),
         ("base.task=mul", ("base", "task"), "mul"),
         ("stopping=null", ("stopping",), None),
+        ("~base.task", ("base", "task"), None),
         ("+description=a b=c", ("description",), "a b=c"),  # `+` is Hydra's "add"; only the first `=` splits
     ],
 )
 def test_an_override_is_a_dotted_path_and_a_yaml_value(text, path, value):
     override = parse_override(text)
     assert (override.path, override.value, override.text) == (path, value, text)
+    assert override.remove == text.startswith("~")
 
 
 def test_overrides_reach_nested_keys_and_change_the_trials(make_sweep):
@@ -55,6 +57,8 @@ def test_overrides_reach_nested_keys_and_change_the_trials(make_sweep):
         (["budget.steps.max=1"], ["`budget.steps` is a single value"]),
         (["budget.steps"], ["is not an override", "dotted.key=value"]),
         (["budget.steps="], ["gives no value"]),
+        (["~base.task=badd"], ["a removal is `~dotted.key`"]),
+        (["~base.tsk"], ["unknown key `base.tsk`", "`task`"]),
         (["base.eval_lengths=[11"], ["the value is not YAML"]),
     ],
 )
