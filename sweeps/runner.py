@@ -219,6 +219,7 @@ def run_sweep(
         if not plan.todo:
             _, _, text = summary_of(sweep, runs)
             say(text)
+            say(ui_hint(sweep, store))
             say(report_hint(sweep, store.uri))
             return EXIT_OK
         invocation = Invocation(sweep, plan, store, runs, previous, parallel)
@@ -353,8 +354,8 @@ def conclude(invocation: Invocation, recorder: Any, session: Any, status: str, c
         return EXIT_STORE_AWAY
     say(f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s; whole pool:\n{text}")
     say(_overhead_line(table, session.completed, wall, invocation.parallel))
-    say(report_hint(sweep, store.uri))
     say(ui_hint(sweep, store))
+    say(report_hint(sweep, store.uri))
     if status == "KILLED":
         say(f"[{sweep.name}] interrupted: run the same command again to resume.")
     elif status == "FAILED":
