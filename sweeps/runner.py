@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from seedcore.record import REPO_ROOT, STOP_REASON_TAG, default_tracking_uri
+from seedcore.record import REPO_ROOT, RUNS_DIR, STOP_REASON_TAG, default_tracking_uri
 from sweeps.executor import Executor
 from sweeps.expand import Sweep
 from sweeps.plan import Plan, RunRecord, plan_run
@@ -152,7 +152,8 @@ def ui_hint(sweep: Sweep, store: Any) -> str:
         return f"[{sweep.name}] MLflow UI: open experiment `{sweep.name}` of {store.uri}"
     serve = ""
     if sqlite_file(store.uri):
-        given = "" if store.uri == default_tracking_uri() else f" MLFLOW_URI={shlex.quote(store.uri)}"
+        served = f"sqlite:///{RUNS_DIR / 'mlflow.db'}"  # the Makefile's MLFLOW_URI (it ignores $MLFLOW_TRACKING_URI)
+        given = "" if store.uri == served else f" MLFLOW_URI={shlex.quote(store.uri)}"
         serve = f"  (after `make mlflow-ui{given}`)"
     return f"[{sweep.name}] MLflow UI: {link}{serve}"
 
