@@ -27,13 +27,15 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from seedcore.record import (
     AXES_TAG,
     ERROR,
+    EXPERIMENT_KIND_TAG,
     KEY_TAG,
     LAST_STEP_TAG,
+    NOTE_TAG,
+    OVERRIDES_TAG,
     PARENT_TAG,
     REPO_ROOT,
     ROLE_PARENT,
@@ -54,14 +56,11 @@ from sweeps.expand import Sweep, Trial
 from sweeps.journal import Journal, Op, leftovers, read
 from sweeps.summary import format_markdown
 
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-"""MLflow 3's experiment kind. Its UI opens an experiment of kind `genai_development` (or of none) on the GenAI
-overview and traces, one of kind `custom_model_development` on its runs. MLflow 3.17's UI decides by its own
-"GenAI / Machine learning" sidebar switch instead (kept in the browser; the URL's `?workflowType=machine_learning`
-sets it), so `ui_link` carries that too."""
 TRAINING_EXPERIMENT = "custom_model_development"
-OVERRIDES_TAG = "overrides"
-"""On the parent run: the command-line overrides of the invocation (sweeps.overrides), as given."""
+"""The experiment kind (EXPERIMENT_KIND_TAG) of a sweep. MLflow 3's UI opens an experiment of kind
+`genai_development` (or of none) on the GenAI overview and traces, one of kind `custom_model_development` on its
+runs. MLflow 3.17's UI decides by its own "GenAI / Machine learning" sidebar switch instead (kept in the browser;
+the URL's `?workflowType=machine_learning` overrides it), so `ui_link` carries that too."""
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
 FLUSH_EVERY_S = 5.0
@@ -460,7 +459,7 @@ class SweepRecorder:
                 "config_path": str(self.sweep.path),
                 TRAINER_TAG: config.trainer,
                 "tune_experiment": tune_path,
-                MLFLOW_RUN_NOTE: f"Running: {pending} of {len(self.sweep.trials)} trials to go. The summary "
+                NOTE_TAG: f"Running: {pending} of {len(self.sweep.trials)} trials to go. The summary "
                 "table appears here when this invocation ends.",
                 **({OVERRIDES_TAG: shlex.join(self.sweep.overrides)} if self.sweep.overrides else {}),
             },
@@ -497,7 +496,7 @@ class SweepRecorder:
         self.client.log_text(run_id, summary_text + "\n", "summary/summary.txt")
         self.client.log_text(run_id, summary.to_csv(index=False), "summary/summary.csv")
         self.client.log_text(run_id, trials_table.to_csv(index=False), "summary/trials.csv")
-        self.client.set_tag(run_id, MLFLOW_RUN_NOTE, self.description(status, summary))
+        self.client.set_tag(run_id, NOTE_TAG, self.description(status, summary))
         finished = int(summary["finished"].sum())
         successes = int(summary["successes"].sum())
         values = {
