@@ -238,6 +238,11 @@ LAST_STEP_TAG = "seedpool.last_logged_step"
 PARENT_TAG = "mlflow.parentRunId"
 """MLflow's own (mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID): the UI nests a trial's run under it."""
 RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+"""MLflow's own (mlflow.utils.mlflow_tags.MLFLOW_RUN_NOTE): the UI shows it, as markdown, as the run's description."""
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""MLflow 3's own, on the experiment: which UI it opens on (sweeps.tracking.TRAINING_EXPERIMENT)."""
+OVERRIDES_TAG = "overrides"
 
 TAGS = {
     ROLE_TAG: "experiment: `sweep`; parent run: `parent`; trial run: `trial`",
@@ -267,6 +272,9 @@ TAGS = {
     "command": "parent run: the command line of the invocation",
     "config_path": "parent run: the sweep file",
     "tune_experiment": "parent run: the Ray Tune experiment it launched (a later invocation may restore it)",
+    NOTE_TAG: "parent run: its description in MLflow's UI: the pool's summary table (markdown) once it ends",
+    OVERRIDES_TAG: "parent run: the command-line overrides of the invocation, as given (sweeps.overrides)",
+    EXPERIMENT_KIND_TAG: "experiment: `custom_model_development`, so MLflow's UI opens it on its runs",
 }
 """Every tag the recorder writes, with the run it is on; the trainer's CONFIG_TAGS come on top."""
 

@@ -76,6 +76,7 @@ class RecordingCallback(tune.Callback):
             where.update({"ray_node_id": str(result[NODE_KEY])} if NODE_KEY in result else {})
             self.live.recorder.note_worker(found.key, where)
         self.live.recorder.add_metrics(found.key, result)
+        self.live.progress.report(found.key, result)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         found = self._trial(trial)

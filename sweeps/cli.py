@@ -14,6 +14,10 @@ from seedcore.config import clip
 from sweeps.schema import CONFIG_DIR, SweepConfigError
 
 EXIT_BAD_INPUT = 2
+OVERRIDES_HELP = (
+    "change the file's values, e.g. budget.steps=2000 axes.science.width=[24,64] axes.nuisance.seed.stop=2 "
+    "base.lr=0.01 (values are YAML; validated like the file; recorded on the parent run)"
+)
 MAX_MESSAGE_CHARS = 1000
 """Errors are a paragraph: the sources quote values in at most 80 characters; this is the last bound."""
 
@@ -25,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     run = commands.add_parser("run", help="launch (or resume, or grow) a sweep")
     run.add_argument("config", help="a sweep YAML path, or the name of one in sweeps/configs (e.g. smoke)")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -39,14 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = commands.add_parser("status", help="progress of a sweep from its MLflow record")
     status.add_argument("config", help="a sweep YAML path or a name in sweeps/configs")
+    status.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="the overrides the pool was run with")
     commands.add_parser("list", help="the shipped sweep configs and what is recorded of them")
     return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """argparse, with overrides also after the flags (`run big_models --dry-run budget.steps=300`): argparse fills
+    a `nargs="*"` positional only before the first flag, and its intermixed parsing refuses subcommands."""
+    args, extra = build_parser().parse_known_args(argv)
+    flags = [arg for arg in extra if arg.startswith("-") or not hasattr(args, "overrides")]
+    if flags:
+        raise ArgumentError(f"unrecognized arguments: {' '.join(flags)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(argv)
         if getattr(args, "max_concurrent", None) is not None and args.max_concurrent < 1:
             raise ArgumentError("--max-concurrent must be at least 1")
     except ArgumentError as exc:
@@ -57,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             return list_sweeps()
         from sweeps.expand import load_sweep
 
-        sweep = load_sweep(args.config)
+        sweep = load_sweep(args.config, getattr(args, "overrides", ()))
         if args.command == "run" and not args.dry_run:
             from sweeps.resources import check_local_machine
 

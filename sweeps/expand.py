@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from seedcore.config import clip, quote
+from sweeps.overrides import Override, RunFields, apply_overrides, label, parse_overrides
 from sweeps.schema import (
     MAX_TRIALS,
     SweepConfig,
@@ -70,6 +71,10 @@ class Sweep:
     config: SweepConfig
     trainer: TrainerSpec
     trials: list[Trial]
+    overrides: tuple[str, ...] = ()
+    """Command-line overrides applied to the file (sweeps.overrides), as given; recorded on the parent run."""
+    values: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The sweep's values after the overrides (the effective YAML), before validation."""
 
     @property
     def name(self) -> str:
@@ -92,15 +97,36 @@ def trial_key(trainer: str, run_config: dict[str, Any], later_fields: dict[str, 
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def load_sweep(name: str) -> Sweep:
-    """Resolve, read, validate and expand a sweep; any problem raises SweepConfigError naming file and key."""
+def load_sweep(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+    """Resolve, read, override (`budget.steps=2000`, sweeps.overrides), validate and expand a sweep; any problem
+    raises SweepConfigError naming the file (and the overrides) and the key."""
     path = resolve_config_path(name)
     values = read_yaml(path)
-    config = parse_sweep(values, path)
-    trainer = get_trainer(config.trainer, source=str(path))
+    parsed = parse_overrides(list(overrides))
+    source = label(str(path), parsed)
+    if parsed:
+        values = apply_overrides(values, parsed, run_fields_for(values, parsed))
+    config = parse_sweep(values, source)
+    trainer = get_trainer(config.trainer, source=source)
     return Sweep(
-        path=path, text=path.read_text(), config=config, trainer=trainer, trials=expand(config, trainer, str(path))
+        path=path,
+        text=path.read_text(),
+        config=config,
+        trainer=trainer,
+        trials=expand(config, trainer, source),
+        overrides=tuple(o.text for o in parsed),
+        values=values,
     )
+
+
+def run_fields_for(values: dict[str, Any], overrides: list[Override]) -> RunFields | None:
+    """The run-config fields of the trainer the overridden sweep names; None when it names no known trainer (the
+    schema says so next)."""
+    name = next((o.value for o in reversed(overrides) if o.path == ("trainer",)), values.get("trainer"))
+    try:
+        return RunFields.of(get_trainer(name).config_class_object()) if isinstance(name, str) else None
+    except SweepConfigError:
+        return None
 
 
 def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial]:

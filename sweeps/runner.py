@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from seedcore.record import REPO_ROOT, STOP_REASON_TAG, default_tracking_uri
+from seedcore.record import REPO_ROOT, RUNS_DIR, STOP_REASON_TAG, default_tracking_uri
 from sweeps.executor import Executor
 from sweeps.expand import Sweep
 from sweeps.plan import Plan, RunRecord, plan_run
@@ -74,6 +74,8 @@ def describe_plan(sweep: Sweep) -> str:
         f"recording:     {tracking_uri(sweep)}; storage {storage_path(sweep)}/{config.name}",
         "",
     ]
+    if sweep.overrides:
+        lines.insert(1, f"overrides:     {shlex.join(sweep.overrides)}")
     columns = ["#", "key", *sweep.science_axes, *axes.nuisance]
     rows = [[str(t.index), t.key, *(str(t.axis_values[c]) for c in columns[2:])] for t in trials]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
@@ -139,6 +141,21 @@ def report_hint(sweep: Sweep, uri: str) -> str:
     if uri != default_tracking_uri():
         command.append(f"MLFLOW_TRACKING_URI={uri}")  # a command-line variable wins over the environment in make
     return f"[{sweep.name}] analysis report: {shlex.join(command)}  (writes {reports / sweep.name / 'index.html'})"
+
+
+def ui_hint(sweep: Sweep, store: Any) -> str:
+    """One line: where MLflow's UI shows the pool's runs (the parent run's description holds the summary)."""
+    from sweeps.tracking import sqlite_file, ui_link
+
+    link = ui_link(store.uri, store.experiment_id)
+    if link is None:
+        return f"[{sweep.name}] MLflow UI: open experiment `{sweep.name}` of {store.uri}"
+    serve = ""
+    if sqlite_file(store.uri):
+        served = f"sqlite:///{RUNS_DIR / 'mlflow.db'}"  # the Makefile's MLFLOW_URI (it ignores $MLFLOW_TRACKING_URI)
+        given = "" if store.uri == served else f" MLFLOW_URI={shlex.quote(store.uri)}"
+        serve = f"  (after `make mlflow-ui{given}`)"
+    return f"[{sweep.name}] MLflow UI: {link}{serve}"
 
 
 # --- run -----------------------------------------------------------------------------------------------------
@@ -207,6 +224,7 @@ def run_sweep(
         if not plan.todo:
             _, _, text = summary_of(sweep, runs)
             say(text)
+            say(ui_hint(sweep, store))
             say(report_hint(sweep, store.uri))
             return EXIT_OK
         invocation = Invocation(sweep, plan, store, runs, previous, parallel)
@@ -256,9 +274,17 @@ def latest_tune_experiment(store: Any) -> str | None:
     )
 
 
+def success_test_metric(sweep: Sweep) -> str:
+    """The report key of the success test's error (`eval/seq_error@201`); RL's rule is on reward, so its final
+    test's sequence error stands in."""
+    rule = sweep.config.success
+    metric = rule.metric if rule.metric.endswith("_error") else "seq_error"
+    return f"eval/{metric}@{rule.length}"
+
+
 def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: list[str] | None) -> int:
     """Run the plan's trials (restore phase, then fresh phase), record them, print and log the summary."""
-    from sweeps.session import Progress, Session
+    from sweeps.session import Progress, Session, short_labels
     from sweeps.tracking import SweepRecorder
 
     def say(message: str) -> None:
@@ -269,7 +295,15 @@ def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: lis
     command = shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
     recorder.start_parent(command, len(plan.todo), tune_path="")
     progress = Progress(
-        sweep.name, len(sweep.trials), len(plan.finished), plan.successes_before, len(plan.todo), stream
+        sweep.name,
+        len(sweep.trials),
+        len(plan.finished),
+        plan.successes_before,
+        len(plan.todo),
+        stream,
+        labels=short_labels(sweep.trials),
+        budget=sweep.config.budget.steps,
+        test_metric=success_test_metric(sweep),
     )
     session = Session(recorder, progress, {t.key: t for t in sweep.trials}, plan.finished)
     sweep_started = time.monotonic()
@@ -325,6 +359,7 @@ def conclude(invocation: Invocation, recorder: Any, session: Any, status: str, c
         return EXIT_STORE_AWAY
     say(f"\n[{sweep.name}] {status.lower()} after {wall:.0f} s; whole pool:\n{text}")
     say(_overhead_line(table, session.completed, wall, invocation.parallel))
+    say(ui_hint(sweep, store))
     say(report_hint(sweep, store.uri))
     if status == "KILLED":
         say(f"[{sweep.name}] interrupted: run the same command again to resume.")

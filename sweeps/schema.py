@@ -417,7 +417,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return values
 
 
-def parse_sweep(values: dict[str, Any], path: Path) -> SweepConfig:
+def parse_sweep(values: dict[str, Any], path: Path | str) -> SweepConfig:
     """Validate the sweep-level schema (run fields are checked later, per trial, by the trainer's config)."""
     try:
         return SweepConfig.model_validate(values)

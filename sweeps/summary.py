@@ -53,9 +53,8 @@ def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def format_table(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = "steps") -> str:
-    """A plain-text table for the terminal and the parent run's summary.txt; `step_unit` names what
-    steps_to_success counts (RL: episodes)."""
+def table_rows(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = "steps") -> list[list[str]]:
+    """The summary as text cells, headers first: what both the plain and the markdown table show."""
     headers = [
         *cell_columns,
         "seeds",
@@ -64,7 +63,7 @@ def format_table(summary: pd.DataFrame, cell_columns: list[str], step_unit: str 
         f"median {step_unit}",
         "not successful",
     ]
-    lines = []
+    lines = [headers]
     for row in summary.to_dict("records"):  # records keep each column's type (iterrows makes ints floats)
         rate = f"{row['success_rate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["finished"] else "-"
         median = row["median_steps_to_success"]
@@ -81,8 +80,26 @@ def format_table(summary: pd.DataFrame, cell_columns: list[str], step_unit: str 
                 failures or "-",
             ]
         )
+    return lines
+
+
+def format_table(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = "steps") -> str:
+    """A plain-text table for the terminal and the parent run's summary.txt; `step_unit` names what
+    steps_to_success counts (RL: episodes)."""
+    headers, *lines = table_rows(summary, cell_columns, step_unit)
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*line) for line in lines]
     return "\n".join(line.rstrip() for line in out)
+
+
+def format_markdown(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = "steps") -> str:
+    """The same table in markdown, for the parent run's description in MLflow's UI (the `mlflow.note.content`
+    tag, rendered as markdown)."""
+    headers, *lines = table_rows(summary, cell_columns, step_unit)
+
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([row(headers), "|" + "---|" * len(headers), *(row(line) for line in lines)])

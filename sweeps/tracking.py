@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -30,8 +31,11 @@ from mlflow.exceptions import MlflowException
 from seedcore.record import (
     AXES_TAG,
     ERROR,
+    EXPERIMENT_KIND_TAG,
     KEY_TAG,
     LAST_STEP_TAG,
+    NOTE_TAG,
+    OVERRIDES_TAG,
     PARENT_TAG,
     REPO_ROOT,
     ROLE_PARENT,
@@ -50,7 +54,13 @@ from seedcore.record import (
 )
 from sweeps.expand import Sweep, Trial
 from sweeps.journal import Journal, Op, leftovers, read
+from sweeps.summary import format_markdown
 
+TRAINING_EXPERIMENT = "custom_model_development"
+"""The experiment kind (EXPERIMENT_KIND_TAG) of a sweep. MLflow 3's UI opens an experiment of kind
+`genai_development` (or of none) on the GenAI overview and traces, one of kind `custom_model_development` on its
+runs. MLflow 3.17's UI decides by its own "GenAI / Machine learning" sidebar switch instead (kept in the browser;
+the URL's `?workflowType=machine_learning` overrides it), so `ui_link` carries that too."""
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
 FLUSH_EVERY_S = 5.0
@@ -74,6 +84,20 @@ def storage_path(sweep: Sweep) -> str:
     else <repo>/runs; local paths made absolute."""
     storage = sweep.config.tracking.storage or default_storage()
     return storage if "://" in storage else _absolute(storage)
+
+
+def ui_link(uri: str, experiment_id: str | None) -> str | None:
+    """The experiment's runs in MLflow's UI: on the tracking server itself, or for a local sqlite store on the
+    `make mlflow-ui` server (127.0.0.1:$MLFLOW_PORT, default 5000). None for other stores or no experiment."""
+    if experiment_id is None:
+        return None
+    if uri.startswith(("http://", "https://")):
+        base = uri.rstrip("/")
+    elif uri.startswith("sqlite:"):
+        base = f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}"
+    else:
+        return None
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -131,12 +155,16 @@ class Store:
         experiment = self.client.get_experiment_by_name(sweep_name)
         if experiment is not None:
             self.experiment_id = experiment.experiment_id
+            if create and experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_EXPERIMENT:  # recorded before the tag
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT)
         elif create:
             # A local store keeps artifacts next to the database; MLflow's default is ./mlruns in whatever
             # directory the process happens to run in.
             location = (db.parent / "mlartifacts" / sweep_name).as_uri() if db is not None else None
             self.experiment_id = self.client.create_experiment(
-                sweep_name, artifact_location=location, tags={ROLE_TAG: ROLE_SWEEP}
+                sweep_name,
+                artifact_location=location,
+                tags={ROLE_TAG: ROLE_SWEEP, EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT},
             )
 
     def _search(self, filter_string: str) -> list[Run]:
@@ -433,6 +461,9 @@ class SweepRecorder:
                 "config_path": str(self.sweep.path),
                 TRAINER_TAG: config.trainer,
                 "tune_experiment": tune_path,
+                NOTE_TAG: f"Running: {pending} of {len(self.sweep.trials)} trials to go. The summary "
+                "table appears here when this invocation ends.",
+                **({OVERRIDES_TAG: shlex.join(self.sweep.overrides)} if self.sweep.overrides else {}),
             },
         )
         self.parent_run_id = run.info.run_id
@@ -449,6 +480,10 @@ class SweepRecorder:
         }
         _log_params(self.client, self.parent_run_id, {k: _param_value(v) for k, v in params.items()})
         self.client.log_text(self.parent_run_id, self.sweep.text, f"sweep/{self.sweep.path.name}")
+        if self.sweep.overrides:  # what the trials really ran with: the file with the overrides set
+            effective = f"# {self.sweep.path.name} with {shlex.join(self.sweep.overrides)}\n"
+            effective += yaml.safe_dump(self.sweep.values, sort_keys=False)
+            self.client.log_text(self.parent_run_id, effective, "sweep/effective.yaml")
         return self.parent_run_id
 
     def set_parent_tag(self, key: str, value: str) -> None:
@@ -463,6 +498,7 @@ class SweepRecorder:
         self.client.log_text(run_id, summary_text + "\n", "summary/summary.txt")
         self.client.log_text(run_id, summary.to_csv(index=False), "summary/summary.csv")
         self.client.log_text(run_id, trials_table.to_csv(index=False), "summary/trials.csv")
+        self.client.set_tag(run_id, NOTE_TAG, self.description(status, summary))
         finished = int(summary["finished"].sum())
         successes = int(summary["successes"].sum())
         values = {
@@ -482,6 +518,22 @@ class SweepRecorder:
             self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
         self.client.set_terminated(run_id, status)
         self.parent_run_id = None
+
+    def description(self, status: str, summary: Any) -> str:
+        """The parent run's description in MLflow's UI (markdown): the pool's summary table, as the driver prints
+        it at the end, with what was run."""
+        sweep = self.sweep
+        lines = [
+            f"**{sweep.name}**: {status.lower()}; {len(sweep.trials)} trials, trainer {sweep.trainer.name}. "
+            f"Success: {sweep.trainer.describe_success(sweep.config)}.",
+            "",
+            format_markdown(summary, sweep.science_axes, sweep.trainer.step_unit),
+            "",
+            "Rate: successes over finished seeds, with a Wilson interval. Per-trial rows: `summary/trials.csv`.",
+        ]
+        if sweep.overrides:
+            lines.insert(1, f"Overrides: `{shlex.join(sweep.overrides)}` (the file as run: `sweep/effective.yaml`).")
+        return "\n".join(lines)
 
     # --- child runs ---------------------------------------------------------------------------------------
     def open_trial(self, trial: Trial) -> str | None:

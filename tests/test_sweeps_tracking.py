@@ -147,3 +147,44 @@ def test_a_live_driver_blocks_a_second_one(sweep, store):
         sleeper.kill()
         sleeper.wait()
     assert os.getpid() != sleeper.pid
+
+
+def test_the_experiment_opens_on_its_runs_and_the_parent_describes_the_pool(make_sweep, mlflow_db):
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    from sweeps.runner import summary_of
+    from sweeps.tracking import EXPERIMENT_KIND_TAG, OVERRIDES_TAG, TRAINING_EXPERIMENT, ui_link
+
+    sweep = load_sweep(str(make_sweep()), ["axes.nuisance.seed.stop=1", "budget.steps=50"])
+    store = Store(tracking_uri(sweep), sweep.name)
+    assert store.client.get_experiment(store.experiment_id).tags[EXPERIMENT_KIND_TAG] == TRAINING_EXPERIMENT
+    recorder = SweepRecorder(store, sweep, {}, commit="abc")
+    parent = recorder.start_parent("python -m sweeps run tiny ...", pending=2, tune_path="")
+    run = store.client.get_run(parent)
+    assert run.data.tags[OVERRIDES_TAG] == "axes.nuisance.seed.stop=1 budget.steps=50"
+    assert "2 of 2 trials to go" in run.data.tags[MLFLOW_RUN_NOTE]
+    effective = store.client.download_artifacts(parent, "sweep/effective.yaml")
+    assert "steps: 50" in open(effective).read() and "stop: 1" in open(effective).read()
+    assert run.data.params["budget.steps"] == "50"
+
+    trial = sweep.trials[0]
+    recorder.open_trial(trial)
+    recorder.finish_trial(trial.key, {**RESULT, "steps": 50})
+    table, summary, text = summary_of(sweep, store.trial_runs())
+    recorder.finish_parent("FINISHED", table, summary, text)
+    note = store.client.get_run(parent).data.tags[MLFLOW_RUN_NOTE]
+    lines = note.splitlines()
+    assert "**tiny**: finished; 2 trials" in lines[0]
+    assert "| width | seeds | success | rate [95% CI] | median steps | not successful |" in lines
+    assert "| 4 | 1 | 0/1 | 0.00 [0.00, 0.79] | - | max_steps 1 |" in lines
+    assert "| 6 | 1 | 0/0 | - | - | unfinished 1 |" in lines
+    assert "`axes.nuisance.seed.stop=1 budget.steps=50`" in note
+
+    # An experiment recorded before the kind existed gets it when a driver next opens it (never by `status`).
+    store.client.delete_experiment_tag(store.experiment_id, EXPERIMENT_KIND_TAG)
+    Store(tracking_uri(sweep), sweep.name, create=False)
+    assert EXPERIMENT_KIND_TAG not in store.client.get_experiment(store.experiment_id).tags
+    Store(tracking_uri(sweep), sweep.name)
+    assert store.client.get_experiment(store.experiment_id).tags[EXPERIMENT_KIND_TAG] == TRAINING_EXPERIMENT
+    link = ui_link("http://mlflow.internal:5000/", store.experiment_id)
+    assert link == f"http://mlflow.internal:5000/#/experiments/{store.experiment_id}/runs?workflowType=machine_learning"
