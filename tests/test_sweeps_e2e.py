@@ -190,7 +190,9 @@ def test_killed_driver_resumes_to_exactly_one_finished_run_per_trial(make_sweep,
 def test_a_crashed_trial_is_retried_from_its_checkpoint(make_sweep, mlflow_db, ray_cluster):
     """Kill the Ray worker of a running trial: Tune retries it (max_failures) from its last checkpoint, and
     the trial keeps its one MLflow run."""
-    path = make_sweep(budget={"steps": 400}, max_failures=1)
+    # Long enough that a trial's metrics reach the store (flushed every few seconds) while it still runs, even on
+    # a loaded machine.
+    path = make_sweep(budget={"steps": 1000}, max_failures=1)
     proc = driver(path, ray_cluster, "--max-concurrent", "1")
 
     def checkpointed_worker() -> int | None:
@@ -209,7 +211,7 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(make_sweep, mlflow_db, r
     steps = sorted(
         m.step for m in MlflowClient(f"sqlite:///{mlflow_db}").get_metric_history(retried.info.run_id, "train/loss")
     )
-    assert steps == list(range(10, 401, 10)), "the retry continued the curve without gaps or repeats"
+    assert steps == list(range(10, 1001, 10)), "the retry continued the curve without gaps or repeats"
 
 
 def test_gpu_request_on_a_cpu_cluster_fails_before_anything_runs(ray_cluster, capsys, isolated_tracking):
