@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.outcomes import UNPLACED  # noqa: E402
+from analysis.outcomes import UNPLACED, grouped  # noqa: E402
 
 
 def save(fig: plt.Figure, output_dir: str | Path, name: str, show: bool = True) -> Path:
@@ -234,4 +234,77 @@ def probe_figure(table: pd.DataFrame, x: str, title: str, xlabel: str) -> plt.Fi
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    return fig
+
+
+OUTCOME_COLOURS = {
+    "success": "tab:green",
+    "failed": "tab:red",
+    "diverged": "tab:orange",
+    "crashed": "tab:purple",
+    "censored": "tab:gray",
+}
+"""One colour per outcome, the same in every panel."""
+
+
+def seed_curves_figure(
+    curves: pd.DataFrame,
+    trials: pd.DataFrame,
+    by: list[str],
+    metric: str,
+    threshold: float | None,
+    unit: str,
+    title: str,
+    columns: int = 4,
+) -> plt.Figure:
+    """One small panel per cell: `metric` against training time, one line per seed coloured by the run's outcome,
+    a dot where a run succeeded (steps_to_success), and the success threshold as a dashed line.
+
+    curves: load_curves output holding `metric`; trials: load_trials (outcome, seed, steps_to_success); by: the
+    cell's axes. An error metric is drawn on a symlog axis that is linear below the threshold, so a threshold of
+    0.01 is not lost against the floor of a 0-to-1 axis."""
+    cells = list(grouped(trials, by))
+    columns = max(1, min(columns, len(cells)))
+    rows = math.ceil(len(cells) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows + 0.6), squeeze=False)
+    points = curves[curves["metric"] == metric]
+    by_run = {run_id: group.sort_values("step") for run_id, group in points.groupby("run_id", sort=False)}
+    error = metric.split("/")[-1].startswith(("seq_error", "digit_error"))
+    seen = set()
+    for ax, (key, group) in zip(axes.flat, cells, strict=False):
+        for run in group.sort_values("seed" if "seed" in group else "run_id").itertuples(index=False):
+            curve = by_run.get(run.run_id)
+            if curve is None:
+                continue
+            colour = OUTCOME_COLOURS.get(run.outcome, "black")
+            ax.plot(curve["step"], curve["value"], color=colour, linewidth=1, alpha=0.8, marker=".", markersize=3)
+            seen.add(run.outcome)
+            if run.outcome == "success" and not math.isnan(run.steps_to_success):
+                at = curve[curve["step"] <= run.steps_to_success]
+                if len(at):
+                    ax.plot([at["step"].iloc[-1]], [at["value"].iloc[-1]], "o", color=colour, markersize=5)
+        if threshold is not None:
+            ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
+        if error:
+            if threshold:
+                ax.set_yscale("symlog", linthresh=threshold, linscale=0.5)
+            ax.set_ylim(0, 1.05)
+        successes = int((group["outcome"] == "success").sum())
+        ax.set_title(
+            f"{', '.join(f'{k}={v}' for k, v in key.items()) or 'all runs'}: {successes}/{len(group)}", fontsize=9
+        )
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(cells) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"training {unit}", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(metric, fontsize=8)
+    handles = [plt.Line2D([], [], color=OUTCOME_COLOURS[o], label=o) for o in OUTCOME_COLOURS if o in seen]
+    if threshold is not None:
+        handles.append(plt.Line2D([], [], color="black", linestyle="--", label=f"success line {threshold:g}"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles) or 1, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

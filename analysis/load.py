@@ -35,6 +35,7 @@ from seedcore.record import (
     AXES_TAG,
     CONFIG_TAGS,
     KEY_TAG,
+    LOOKS_ARTIFACT,
     NEURALGPU,
     PARENT_TAG,
     ROLE_PARENT,
@@ -135,14 +136,7 @@ def load_trials(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
     _check_store(tracking_uri or mlflow.get_tracking_uri())
     with _tracking(tracking_uri) as uri:
         client = MlflowClient(uri)
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            names = sorted(e.name for e in client.search_experiments())
-            raise ValueError(
-                f"no MLflow experiment named {experiment!r} at {uri}; experiments there: "
-                f"{', '.join(names) or 'none'}. Pass the sweep name (the experiment) and the tracking URI it "
-                "was recorded in (MLFLOW_TRACKING_URI)."
-            )
+        found = _experiment(client, experiment, uri)
         runs = mlflow.search_runs(experiment_ids=[found.experiment_id], output_format="pandas", max_results=10**6)
         if runs.empty:
             trials = pd.DataFrame(columns=["run_id", *OUTCOME_COLUMNS])
@@ -156,6 +150,91 @@ def load_trials(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
         _fill_unfinished_spend(trials, runs, client)
     trials.attrs.update(experiment=experiment, tracking_uri=uri, science_axes=_science_axes(trials, parents))
     return trials
+
+
+def _experiment(client: MlflowClient, experiment: str, uri: str):
+    """The MLflow experiment named `experiment`; a ValueError naming the ones that exist when there is none."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ValueError(
+            f"no MLflow experiment named {experiment!r} at {uri}; experiments there: "
+            f"{', '.join(names) or 'none'}. Pass the sweep name (the experiment) and the tracking URI it "
+            "was recorded in (MLFLOW_TRACKING_URI)."
+        )
+    return found
+
+
+LOOK_COLUMNS = ("look", "question", "kind", "cells", "counts", "low", "high", "decided", "reason", "seeds_added")
+
+
+def load_looks(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The looks of an adaptive pool, one row per decision per look (empty, with the columns, for a pool that
+    took none).
+
+    Columns (LOOK_COLUMNS): look (1 after min_seeds), question (its number in the sweep's adaptive.questions,
+    from 1), kind ("half-width" or "difference"), cells (a cell label, or "a vs b"), counts (successes/trials of
+    each: "3/4" or "3/4 vs 1/4"), low and high (the cell's anytime-valid interval at the pool's alpha, or the
+    difference's, a minus b), decided, reason (the orchestrator's one line), seeds_added (seeds added after that
+    look to the decision's cells together; 0 once decided or at the end of the seed axis).
+
+    Read from the artifact LOOKS_ARTIFACT of the experiment's parent runs. Every invocation records the looks
+    from the first one on (they are replayed from the record), so the newest parent run holding it has them all.
+    attrs: experiment, parent_run_id (the run read, None without looks).
+    """
+    _check_store(tracking_uri or mlflow.get_tracking_uri())
+    with _tracking(tracking_uri) as uri:
+        client = MlflowClient(uri)
+        found = _experiment(client, experiment, uri)
+        parents = client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{ROLE_TAG}` = '{ROLE_PARENT}'",
+            order_by=["attributes.start_time DESC"],
+        )
+        folder = LOOKS_ARTIFACT.rsplit("/", 1)[0]
+        holder = next(
+            (
+                run
+                for run in parents
+                if LOOKS_ARTIFACT in {f.path for f in client.list_artifacts(run.info.run_id, folder)}
+            ),
+            None,
+        )
+        looks = []
+        if holder is not None:
+            with tempfile.TemporaryDirectory(prefix="seedpool-looks-") as directory:
+                path = client.download_artifacts(holder.info.run_id, LOOKS_ARTIFACT, directory)
+                looks = json.loads(Path(path).read_text())
+    table = pd.DataFrame([row for look in looks for row in _look_rows(look)], columns=list(LOOK_COLUMNS))
+    table.attrs.update(experiment=experiment, parent_run_id=holder.info.run_id if holder else None)
+    return table
+
+
+def _look_rows(look: dict) -> list[dict]:
+    """One look of sweeps.adaptive (its Look.as_dict) as LOOK_COLUMNS rows, one per decision."""
+    rows = []
+    for decision in look["decisions"]:
+        cells = decision["cells"]
+        counts = [look["cells"][label] for label in cells]
+        if len(cells) == 1:
+            kind, low, high = "half-width", counts[0]["low"], counts[0]["high"]
+        else:
+            kind, low, high = "difference", decision["difference_low"], decision["difference_high"]
+        rows.append(
+            {
+                "look": look["number"],
+                "question": decision["question"] + 1,
+                "kind": kind,
+                "cells": " vs ".join(cells),
+                "counts": " vs ".join(f"{c['successes']}/{c['trials']}" for c in counts),
+                "low": float(low),
+                "high": float(high),
+                "decided": bool(decision["decided"]),
+                "reason": decision["why"],
+                "seeds_added": sum(look["added"].get(label, 0) for label in cells),
+            }
+        )
+    return rows
 
 
 def _tidy(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:

@@ -26,10 +26,10 @@ class Setup(NamedTuple):
     """Every bootstrap in the notebook draws from this generator, seeded 0, so a report is reproducible."""
 
 
-def setup(experiment: str, tracking_uri: str | None, output_dir: str | Path, name: str) -> Setup:
+def setup(experiment: str, tracking_uri: str | None, output_dir: str | Path, name: str, counts: bool = True) -> Setup:
     """Load the experiment's trials from tracking_uri (None: $MLFLOW_TRACKING_URI, else the sweeps' default store),
-    write them to <output_dir>/tables/<name>_trials.csv, display the pool summary and the outcome counts per
-    configuration, and return what the notebook goes on with."""
+    write them to <output_dir>/tables/<name>_trials.csv, display the pool summary and (with `counts`) the outcome
+    counts per configuration, and return what the notebook goes on with."""
     from IPython.display import Markdown, display
 
     from analysis.report import default_tracking_uri
@@ -40,5 +40,6 @@ def setup(experiment: str, tracking_uri: str | None, output_dir: str | Path, nam
     unit = trials["step_unit"].iloc[0] if len(trials) else "steps"
     figures.save_table(trials, output_dir, f"{name}_trials")
     display(Markdown(outcomes.pool_summary(trials)))
-    display(outcomes.counts_table(trials, by))
+    if counts:
+        display(outcomes.counts_table(trials, by))
     return Setup(trials, by, unit, np.random.default_rng(0))

@@ -18,9 +18,11 @@ import nbformat
 from seedcore.record import REPO_ROOT, default_tracking_uri
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"
+FIRST = "overview"
+"""The first page for every trainer: index.html shows it under the links to the others."""
 NOTEBOOKS = {
-    "neuralgpu": ["nondeterminism", "big_models_curriculum", "failure_modes"],
-    "rl": ["nondeterminism", "rl_tasks"],
+    "neuralgpu": [FIRST, "nondeterminism", "big_models_curriculum", "failure_modes"],
+    "rl": [FIRST, "nondeterminism", "rl_tasks"],
 }
 """Notebooks run for a sweep of each trainer (by the trainer tag of its runs)."""
 
@@ -46,7 +48,7 @@ def run_report(
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     notebooks = notebooks or pick_notebooks(experiment, tracking_uri)
-    pages, failures = [], []
+    pages, failures, first = [], [], None
     for name in notebooks:
         source = NOTEBOOK_DIR / f"{name}.ipynb"
         if not source.is_file():
@@ -66,44 +68,64 @@ def run_report(
         except Exception as exc:  # noqa: BLE001  (papermill wraps the cell's error; report it after the rest)
             failures.append(f"{name}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}")
         if executed.is_file():
+            notebook = nbformat.read(executed, as_version=4)
             page = output_dir / f"{name}.html"
-            page.write_text(notebook_html(nbformat.read(executed, as_version=4), f"{experiment}: {name}"))
+            page.write_text(notebook_html(notebook, f"{experiment}: {name}"))
             pages.append(page)
-    write_index(output_dir, experiment, pages)
+            if name == FIRST:
+                first = notebook_body(notebook, code=False)
+    write_index(output_dir, experiment, pages, first)
     if failures:
         raise RuntimeError("notebooks failed (their pages show the failing cell): " + "; ".join(failures))
     return pages
 
 
-def write_index(output_dir: Path, experiment: str, pages: list[Path]) -> Path:
-    figures = sorted((output_dir / "figures").glob("*.png"))
+def write_index(output_dir: Path, experiment: str, pages: list[Path], first: str | None = None) -> Path:
+    """index.html: links to every page, then the first page's content (`first`, its HTML body: what a reader
+    sees on opening the report), then the other pages' figures."""
+    figures = sorted(f for f in (output_dir / "figures").glob("*.png") if not f.stem.startswith(f"{FIRST}_"))
     items = "".join(f'<li><a href="{p.name}">{html.escape(p.stem)}</a></li>' for p in pages)
     images = "".join(
         f'<figure><img src="figures/{f.name}" width="520"><figcaption>{html.escape(f.stem)}</figcaption></figure>'
         for f in figures
     )
+    gallery = f"<h2>Figures of the other pages</h2>{images}" if first and images else images
     index = output_dir / "index.html"
-    index.write_text(
-        _page(f"Report: {experiment}", f"<h1>Report: {html.escape(experiment)}</h1><ul>{items}</ul>{images}")
-    )
+    body = f"<h1>Report: {html.escape(experiment)}</h1><p>Pages:</p><ul>{items}</ul>{first or ''}{gallery}"
+    index.write_text(_page(f"Report: {experiment}", body))
     return index
 
 
 # --- notebook -> HTML (nbconvert is not a dependency: the subset the notebooks produce is rendered here) -------
 def notebook_html(notebook: nbformat.NotebookNode, title: str) -> str:
     """One self-contained page: markdown cells, code (collapsed), and outputs (text, HTML tables, PNG inline)."""
+    return _page(title, notebook_body(notebook))
+
+
+def notebook_body(notebook: nbformat.NotebookNode, code: bool = True) -> str:
+    """A notebook's cells as HTML: markdown, then each code cell (collapsed; left out without `code`) and its
+    outputs. Parameters show without machine paths (parameters_text)."""
     parts = []
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             parts.append(markdown_html(cell.source))
         elif cell.cell_type == "code":
             if "parameters" in cell.metadata.get("tags", []) or "injected-parameters" in cell.metadata.get("tags", []):
-                parts.append(f"<details><summary>parameters</summary><pre>{html.escape(cell.source)}</pre></details>")
+                if code:
+                    text = html.escape(parameters_text(cell.source))
+                    parts.append(f"<details><summary>parameters</summary><pre>{text}</pre></details>")
                 continue
-            if cell.source.strip():
+            if code and cell.source.strip():
                 parts.append(f"<details><summary>code</summary><pre>{html.escape(cell.source)}</pre></details>")
             parts.extend(_output_html(output) for output in cell.get("outputs", []))
-    return _page(title, "\n".join(parts))
+    return "\n".join(parts)
+
+
+def parameters_text(source: str) -> str:
+    """A parameters cell with each absolute path in a string cut to its last part ('sqlite:////home/me/runs/
+    mlflow.db' -> 'sqlite:///.../mlflow.db'): a report is shared, the folders of the machine that made it are not
+    part of it (the report's command line names the store)."""
+    return re.sub(r"""(['"])((?:sqlite|file):///?)?/[^'"]*/([^/'"]+)\1""", r"\1\2.../\3\1", source)
 
 
 def _output_html(output: nbformat.NotebookNode) -> str:
@@ -163,6 +185,8 @@ def _page(title: str, body: str) -> str:
         "pre{background:#f6f6f6;padding:.5em;overflow-x:auto;font-size:12px}"
         "pre.error{background:#fee}table{border-collapse:collapse;font-size:12px}"
         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}summary{color:#888;font-size:12px}"
+        "table.readable{font-size:13px;margin:.5em 0 1em}table.readable td,table.readable th{text-align:right}"
+        "table.readable th{background:#f3f3f3}"
     )
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

@@ -284,6 +284,10 @@ CONFIG_TAGS = {
 }
 """Run-config fields also written as trial-run tags, for filtering in the MLflow UI."""
 
+LOOKS_ARTIFACT = "adaptive/looks.json"
+"""Parent run of an adaptive pool: every look so far, as a JSON list of sweeps.adaptive.Look dicts (number, cells,
+decisions, added), rewritten at each look; analysis.load.load_looks reads it."""
+
 
 # --- where the record lives by default ------------------------------------------------------------------------
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from analysis.sequential import confidence_sequence, difference_interval, log_evalue_path
+from seedcore.record import LOOKS_ARTIFACT
 from sweeps.expand import Sweep, Trial
 from sweeps.schema import Adaptive
-
-LOOKS_ARTIFACT = "adaptive/looks.json"
 
 
 @dataclass(frozen=True)
