@@ -25,13 +25,17 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import mlflow
-import numpy as np
-import pandas as pd
-from mlflow import MlflowClient
+# In a notebook kernel, tqdm.auto (imported by mlflow) warns that ipywidgets is missing and falls back to plain
+# text bars: harmless, and the report would print it on every page.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
-from analysis.outcomes import classify_outcome, rule_from_params
-from seedcore.record import (
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+
+from analysis.outcomes import classify_outcome, rule_from_params  # noqa: E402
+from seedcore.record import (  # noqa: E402
     AXES_TAG,
     CONFIG_TAGS,
     KEY_TAG,

@@ -3,7 +3,6 @@ and show the pool's summary and outcome counts. A notebook's setup cell is one c
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,7 +33,6 @@ def setup(experiment: str, tracking_uri: str | None, output_dir: str | Path, nam
 
     from analysis.report import default_tracking_uri
 
-    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: harmless
     trials = load.load_trials(experiment, tracking_uri or default_tracking_uri())
     by = [a for a in trials.attrs["science_axes"] if a != "seed"]
     unit = trials["step_unit"].iloc[0] if len(trials) else "steps"

@@ -81,16 +81,19 @@ def more_seeds_table(
     """Per cell of a rate table: the Wilson half-width now (n seeds at the observed rate), with each factor x n
     seeds if the rate stayed where it is (planning.interval_half_width), and the seeds for a half-width of `target`
     (planning.seeds_for_half_width). Columns: by..., n, rate, half_width, half_width_x<f>, seeds_for_pm<target>."""
-    rows = []
-    for _, row in cells.iterrows():
-        n, rate = int(row["n"]), float(row["rate"])
-        values = {axis: row[axis] for axis in by}
-        values.update(n=n, rate=rate, half_width=_half_width(rate, n, confidence))
-        for factor in factors:
-            values[f"half_width_x{factor}"] = _half_width(rate, factor * n, confidence)
-        values[f"seeds_for_pm{target:g}"] = seeds_for_half_width(target, rate, confidence) if n else math.nan
-        rows.append(values)
-    return pd.DataFrame(rows)
+    out = cells[list(by)].copy()  # by column, not by row: a row of mixed types turns integer axes into floats
+    out["n"] = cells["n"].astype(int)
+    out["rate"] = cells["rate"].astype(float)
+    out["half_width"] = [_half_width(rate, n, confidence) for rate, n in zip(out["rate"], out["n"], strict=True)]
+    for factor in factors:
+        out[f"half_width_x{factor}"] = [
+            _half_width(rate, factor * n, confidence) for rate, n in zip(out["rate"], out["n"], strict=True)
+        ]
+    out[f"seeds_for_pm{target:g}"] = [
+        seeds_for_half_width(target, rate, confidence) if n else math.nan
+        for rate, n in zip(out["rate"], out["n"], strict=True)
+    ]
+    return out.reset_index(drop=True)
 
 
 def _half_width(rate: float, n: int, confidence: float) -> float:
