@@ -93,11 +93,8 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[TrainConfig, torc
 
 def download_checkpoint(run_id: str, destination: str | Path, tracking_uri: str | None = None) -> Path | None:
     """Fetch a run's checkpoint/state.pt artifact into destination/<run_id>/; None when the run has none."""
-    import os
+    import mlflow  # (analysis.load, imported above, turned MLflow's download progress bars off)
 
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in the report
     target = Path(destination) / run_id
     target.mkdir(parents=True, exist_ok=True)
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
@@ -26,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # In a notebook kernel, tqdm.auto (imported by mlflow) warns that ipywidgets is missing and falls back to plain
-# text bars: harmless, and the report would print it on every page.
+# text bars: harmless, and the report would print it on every page. So would MLflow's bar for every artifact read
+# (result tables, looks, checkpoints: small files); set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true to see them.
 warnings.filterwarnings("ignore", message="IProgress not found")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402

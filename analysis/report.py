@@ -149,15 +149,20 @@ def _output_html(output: nbformat.NotebookNode) -> str:
 
 
 def markdown_html(text: str) -> str:
-    """Headings, bullet lists, paragraphs, `code` and **bold**: the markdown the notebooks use."""
-    blocks, items = [], []
+    """Headings, bullet lists, paragraphs, `code`, **bold** and *italics*: the markdown the notebooks use. The
+    lines of a paragraph (or of a list item) are one paragraph, as in markdown."""
+    blocks, items, lines = [], [], []
 
     def inline(line: str) -> str:
         line = html.escape(line)
         line = re.sub(r"`([^`]+)`", r"<code>\1</code>", line)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", line)
+        line = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", line)
+        return re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"<i>\1</i>", line)
 
-    def flush_items() -> None:
+    def flush() -> None:
+        if lines:
+            blocks.append(f"<p>{' '.join(lines)}</p>")
+            lines.clear()
         if items:
             blocks.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
             items.clear()
@@ -166,16 +171,18 @@ def markdown_html(text: str) -> str:
         for line in paragraph.splitlines():
             heading = re.match(r"^(#{1,6})\s+(.*)", line)
             if heading:
-                flush_items()
+                flush()
                 level = len(heading.group(1))
                 blocks.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
             elif re.match(r"^\s*[-*]\s+", line):
+                if lines:
+                    flush()
                 items.append(inline(re.sub(r"^\s*[-*]\s+", "", line)))
             elif items:
                 items[-1] += " " + inline(line.strip())
             else:
-                blocks.append(f"<p>{inline(line)}</p>")
-        flush_items()
+                lines.append(inline(line.strip()))
+        flush()
     return "\n".join(blocks)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -330,7 +331,7 @@ def test_a_saved_model_answers_its_recorded_equal_stretch_probes_again(pool, tmp
 def test_report_runs_every_notebook_headless(pool, tmp_path):
     from analysis.report import run_report
 
-    names = ["nondeterminism", "big_models_curriculum", "failure_modes", "rl_tasks"]
+    names = ["overview", "nondeterminism", "big_models_curriculum", "failure_modes", "rl_tasks"]
     pages = run_report(pool.experiment, pool.uri, tmp_path, names)
     assert [p.name for p in pages] == [f"{n}.html" for n in names]
     assert (tmp_path / "index.html").is_file()
@@ -350,6 +351,9 @@ def test_report_runs_every_notebook_headless(pool, tmp_path):
         assert len(table) == 15 and table["run_id"].is_unique
         page = (tmp_path / f"{name}.html").read_text()
         assert "data:image/png;base64" in page and 'class="error"' not in page
+        text = re.sub(r"data:image/png;base64,[^\"]+", "", page)  # what a reader sees: no warnings, no folders
+        for word in ("Warning", "/tmp", "/work", "site-packages", str(ROOT)):
+            assert word not in text, f"{name}: {word!r} in {text[max(0, text.find(word) - 200) :][:500]}"
     rates_table = pd.read_csv(tmp_path / "tables" / "nondeterminism_rates.csv")
     assert rates_table["n_runs"].sum() == 15 and len(rates_table) == 4
     runs = pd.read_csv(tmp_path / "tables" / "failure_probes_runs.csv")  # rerun_max=4: every unprobed model

@@ -196,3 +196,16 @@ def test_an_adaptive_pool_shows_its_looks_on_the_first_page(store, tmp_path):
     assert "Adaptive looks" in text and "4/4 vs 0/4" in text and "+4" in text
     assert text.count(">decided<") == 1 and text.count(">open<") == 2
     assert len(pd.read_csv(tmp_path / "tables" / "overview_looks.csv")) == 3
+
+
+def test_report_markdown_joins_a_paragraphs_lines_and_parameters_lose_their_folders():
+    from analysis.report import markdown_html, parameters_text
+
+    assert markdown_html("## Rates\n\n*seeds*: runs in\nthe cell; **all** of `them`") == (
+        "<h2>Rates</h2>\n<p><i>seeds</i>: runs in the cell; <b>all</b> of <code>them</code></p>"
+    )
+    cell = 'tracking_uri = "sqlite:////tmp/x/runs/mlflow.db"\nexperiment = "smoke"\noutput_dir = "/work/r/smoke"\n'
+    assert (
+        parameters_text(cell)
+        == 'tracking_uri = "sqlite:///.../mlflow.db"\nexperiment = "smoke"\noutput_dir = ".../smoke"\n'
+    )
