@@ -266,7 +266,9 @@ def seed_curves_figure(
     cells = list(grouped(trials, by))
     columns = max(1, min(columns, len(cells)))
     rows = math.ceil(len(cells) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.4 * columns, 2.6 * rows + 0.6), squeeze=False, sharex=True, sharey=True
+    )
     points = curves[curves["metric"] == metric]
     by_run = {run_id: group.sort_values("step") for run_id, group in points.groupby("run_id", sort=False)}
     error = metric.split("/")[-1].startswith(("seq_error", "digit_error"))
@@ -297,8 +299,10 @@ def seed_curves_figure(
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(cells) :]:
         ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel(f"training {unit}", fontsize=8)
+    for column in range(columns):  # the lowest panel of each column (the last row may be short)
+        lowest = axes[(len(cells) - 1 - column) // columns, column]
+        lowest.set_xlabel(f"training {unit}", fontsize=8)
+        lowest.xaxis.set_tick_params(labelbottom=True)
     for ax in axes[:, 0]:
         ax.set_ylabel(metric, fontsize=8)
     handles = [plt.Line2D([], [], color=OUTCOME_COLOURS[o], label=o) for o in OUTCOME_COLOURS if o in seen]

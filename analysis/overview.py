@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.load import metric_keys
+from analysis.load import load_curves, metric_keys
 from analysis.outcomes import OUTCOMES, grouped, rule_from_params
 from analysis.planning import interval_half_width, seeds_for_half_width
 from analysis.rates import rate_table
@@ -132,28 +132,44 @@ class SuccessCurve:
     """One line for the figure's title: what the curve is and where the line comes from."""
 
 
-def success_curve(trials: pd.DataFrame) -> SuccessCurve | None:
-    """The curve to draw per seed: for Neural GPU runs, the curve the recorded success rule tests
-    (eval/<metric>@<length>, under its threshold) where the runs logged it, else the training error of the same
-    metric under the same line; for RL runs, the 100-episode mean reward and the recorded reward_threshold.
-    None when the runs logged neither."""
-    logged = set(metric_keys(trials))
+MIN_POINTS = 3
+"""A curve drawn per seed needs this many points per run (median over the runs) to show a trajectory."""
+
+
+def curve_candidates(trials: pd.DataFrame) -> list[SuccessCurve]:
+    """The curves that show runs approaching success, best first. Neural GPU: the curve the recorded success rule
+    tests (eval/<metric>@<length>), then the same error at the current training length (eval/<metric>@train,
+    every eval), then the training error (train/<metric>, every report), each with the rule's threshold as the
+    line; RL: the 100-episode mean reward with the recorded reward_threshold."""
     if len(trials) and (trials["trainer"] == RL).all():
-        if "episode/reward_mean100" not in logged:
-            return None
         thresholds = trials["reward_threshold"].dropna() if "reward_threshold" in trials else pd.Series(dtype=float)
         threshold = float(thresholds.iloc[0]) if len(thresholds) and thresholds.iloc[0] > 0 else None
         note = "solved: mean reward >= " + (f"{threshold:g}" if threshold is not None else "the env's threshold")
-        return SuccessCurve("episode/reward_mean100", threshold, below=False, note=note)
+        return [SuccessCurve("episode/reward_mean100", threshold, below=False, note=note)]
     rule = next((r for r in map(rule_from_params, trials.to_dict("records")) if r is not None), None)
     if rule is None:
-        return SuccessCurve("train/seq_error", None, True, "training error") if "train/seq_error" in logged else None
-    if rule.curve in logged:
-        return SuccessCurve(rule.curve, rule.threshold, True, f"success: {rule.describe()}")
-    training = f"train/{rule.metric}"
-    if training not in logged:
-        return None
-    return SuccessCurve(training, rule.threshold, True, f"training error; success: {rule.describe()} (not logged)")
+        return [SuccessCurve("train/seq_error", None, True, "training sequence error")]
+    success = f"success: {rule.describe()}"
+    return [
+        SuccessCurve(rule.curve, rule.threshold, True, success),
+        SuccessCurve(f"eval/{rule.metric}@train", rule.threshold, True, f"error at the training length; {success}"),
+        SuccessCurve(f"train/{rule.metric}", rule.threshold, True, f"training error (dropout on); {success}"),
+    ]
+
+
+def success_curves(trials: pd.DataFrame, min_points: int = MIN_POINTS) -> tuple[SuccessCurve | None, pd.DataFrame]:
+    """The curve to draw per seed and its points (load_curves): the first of curve_candidates that the runs
+    logged with at least `min_points` points each (median over runs); else the first logged at all. A rule
+    tested only once a run is nearly there (success_gate) logs a point or two: its training-length error shows
+    the way there instead. (None, empty) when the runs logged none of them."""
+    candidates = [c for c in curve_candidates(trials) if c.metric in set(metric_keys(trials))]
+    if not candidates:
+        return None, pd.DataFrame(columns=["run_id", "metric", "step", "value", "timestamp"])
+    curves = load_curves(trials, [c.metric for c in candidates])
+    points = curves.groupby("metric")["run_id"].value_counts()
+    dense = [c for c in candidates if c.metric in points and points[c.metric].median() >= min_points]
+    chosen = (dense or candidates)[0]
+    return chosen, curves[curves["metric"] == chosen.metric].reset_index(drop=True)
 
 
 # --- adaptive looks ----------------------------------------------------------------------------------------------

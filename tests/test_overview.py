@@ -52,9 +52,11 @@ def record_trial(client, experiment_id, parent_id, index, width, seed, outcome):
     success_step = SUCCESS_STEP.get((width, seed))
     last = success_step or 600
     points = []
-    for step in range(100, last + 1, 100):
+    for step in range(50, last + 1, 50):  # training error every 50 steps, the success test every 100
         error = 0.0 if step == success_step else 0.9 / (1 + step / 200) + 0.02 * seed
-        points += [Metric(mlflow_key(CURVE), error, 0, step), Metric("train/seq_error", error / 2, 0, step)]
+        points.append(Metric("train/seq_error", error / 2, 0, step))
+        if step % 100 == 0:
+            points.append(Metric(mlflow_key(CURVE), error, 0, step))
     final = {"success": float(success_step is not None), "steps": float(last)}
     if success_step is not None:
         final["steps_to_success"] = float(success_step)
@@ -137,9 +139,8 @@ def test_more_seeds_shrink_the_interval_as_the_wilson_formula_says():
 
 
 def test_the_curve_figure_has_a_panel_per_cell_a_line_per_seed_and_the_success_line(trials):
-    curve = overview.success_curve(trials)
-    assert (curve.metric, curve.threshold) == (CURVE, 0.01)
-    curves = load.load_curves(trials, [curve.metric])
+    curve, curves = overview.success_curves(trials)
+    assert (curve.metric, curve.threshold) == (CURVE, 0.01) and set(curves["metric"]) == {CURVE}
     fig = figures.seed_curves_figure(curves, trials, ["width"], curve.metric, curve.threshold, "steps", "t")
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["width=8: 3/4", "width=16: 1/4"]
@@ -148,6 +149,14 @@ def test_the_curve_figure_has_a_panel_per_cell_a_line_per_seed_and_the_success_l
         colours = [line.get_color() for line in seeds]
         assert len(seeds) == 4 and colours.count(figures.OUTCOME_COLOURS["success"]) == successes
         assert any(line.get_linestyle() == "--" and list(line.get_ydata()) == [0.01, 0.01] for line in panel.lines)
+
+
+def test_a_rule_tested_only_near_success_gives_way_to_a_dense_curve(trials):
+    # The rule's curve has 2 to 6 points per run (median 5.5), the training error twice as many: asking for 6
+    # passes over the rule's curve and the eval/seq_error@train the runs did not log.
+    curve, curves = overview.success_curves(trials, min_points=6)
+    assert curve.metric == "train/seq_error" and curve.threshold == 0.01
+    assert curves.groupby("run_id").size().min() >= 2 and set(curves["metric"]) == {"train/seq_error"}
 
 
 def test_looks_read_back_as_the_orchestrator_decided_them(store):
