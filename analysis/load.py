@@ -8,7 +8,8 @@ training config and whose metrics are the trainer's, with `@` spelled `_at_` bec
 (eval/seq_error@201 is stored as eval/seq_error_at_201). This module turns the names back into the trainer's
 spelling (trainer_key). A finished trial also holds the trainer's result tables as artifacts eval/<name>.json (and
 .csv): eval_table (error per test length) and probe_table (the failure probes of neuralgpu.probes), one JSON list of
-row dicts each; load_run_tables reads them.
+row dicts each; load_run_tables reads them. An adaptive pool's parent runs hold its looks (LOOKS_ARTIFACT);
+load_looks reads them.
 
 The trials table is one `search_runs` request (paged by MLflow), never one request per run; curves come from
 one query per metric on a SQL store, 100 runs per request on a tracking server.
