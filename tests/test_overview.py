@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -67,9 +68,9 @@ def record_trial(client, experiment_id, parent_id, index, width, seed, outcome):
     return run_id
 
 
-def record_pool(client, name: str) -> str:
+def record_pool(client, name: str, artifacts: Path) -> str:
     """Widths 8 and 16 x seeds 0-3 (width 8: 3/4 succeed; width 16: 1/4, one of its failures diverged)."""
-    experiment_id = client.create_experiment(name)
+    experiment_id = client.create_experiment(name, artifact_location=(artifacts / name).as_uri())
     parent_id = client.create_run(experiment_id, tags={"seedpool.role": "parent", "sweep": name}).info.run_id
     client.log_batch(parent_id, params=[Param("science_axes", "width"), Param("trials", "8")])
     for index, (width, seed) in enumerate((w, s) for w in (8, 16) for s in SEEDS):
@@ -97,8 +98,8 @@ def store(tmp_path_factory, sweep_writer):
     root = tmp_path_factory.mktemp("overview_pool")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
-    record_pool(client, POOL)
-    experiment_id = record_pool(client, ADAPTIVE)
+    record_pool(client, POOL, root / "artifacts")
+    experiment_id = record_pool(client, ADAPTIVE, root / "artifacts")
     axes = {"science": {"width": [4, 6]}, "nuisance": {"seed": {"start": 0, "stop": 8}}}
     adaptive = {"min_seeds": 2, "batch": 2, "questions": [{"compare": {"width": [4, 6]}}]}
     sweep = load_sweep(str(sweep_writer(root, axes=axes, adaptive=adaptive)))
