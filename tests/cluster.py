@@ -152,14 +152,11 @@ class LoopbackCluster:
         node.process.wait(timeout=30)
 
     def stop(self) -> None:
-        for node in reversed(self.nodes):  # workers first: a head that goes first leaves them retrying
+        """Every node killed (workers first), the temp folder removed: a test cluster keeps nothing worth a
+        graceful `ray stop`, which takes ~20 s a node."""
+        for node in reversed(self.nodes):
             if node.process.poll() is None:
-                try:
-                    os.killpg(node.process.pid, signal.SIGTERM)
-                    node.process.wait(timeout=20)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    self.kill(node)
-        # Processes of the session that outlive their node's group (none expected): SIGKILL by group already.
+                self.kill(node)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> LoopbackCluster:
