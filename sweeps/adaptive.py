@@ -211,9 +211,9 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
     from sweeps.runner import (
         EXIT_INTERRUPTED,
         EXIT_OK,
-        EXIT_TRIALS_FAILED,
         Invocation,
         conclude,
+        ending,
         latest_tune_experiment,
         open_store,
         report_hint,
@@ -284,12 +284,7 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
                         for line in look_lines(sweep.name, look, replayed=False):
                             say(line)
                     record_looks(recorder, state.looks)
-                if session.interrupted:
-                    status, code = "KILLED", EXIT_INTERRUPTED
-                elif session.errored:
-                    status, code = "FAILED", EXIT_TRIALS_FAILED
-                else:
-                    status, code = "FINISHED", EXIT_OK
+                status, code = ending(session)
         except KeyboardInterrupt:
             status, code = "KILLED", EXIT_INTERRUPTED
         finally:

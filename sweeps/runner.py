@@ -231,6 +231,15 @@ def run_sweep(
         return launch(invocation, executor, stream, argv)
 
 
+def ending(session: Any) -> tuple[str, int]:
+    """The parent run's status and the exit code once a `sweeps.session.Session`'s trials ran."""
+    if session.interrupted:
+        return "KILLED", EXIT_INTERRUPTED
+    if session.errored:
+        return "FAILED", EXIT_TRIALS_FAILED
+    return "FINISHED", EXIT_OK
+
+
 def open_store(sweep: Sweep, say: Any = print) -> Any:
     """The sweep's MLflow experiment, with what earlier drivers journaled sent first and runs left RUNNING by a
     dead driver released."""
@@ -315,12 +324,7 @@ def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: lis
             remaining = plan.fresh_after(session.completed | session.errored)
             if remaining and not session.interrupted:
                 executor.fresh(remaining, session)
-            if session.interrupted:
-                status, code = "KILLED", EXIT_INTERRUPTED
-            elif session.errored:
-                status, code = "FAILED", EXIT_TRIALS_FAILED
-            else:
-                status, code = "FINISHED", EXIT_OK
+            status, code = ending(session)
     except KeyboardInterrupt:
         status, code = "KILLED", EXIT_INTERRUPTED
     finally:

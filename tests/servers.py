@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
@@ -40,6 +41,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
+
+
+def log_tail(log: Any, chars: int) -> str:
+    """The last `chars` characters of a server's output file (None: no output yet)."""
+    if log is None:
+        return ""
+    log.flush()
+    log.seek(0)
+    return log.read().decode(errors="replace")[-chars:]
 
 
 class MlflowServer:
@@ -110,11 +120,7 @@ class MlflowServer:
 
     def output_tail(self, chars: int = 4000) -> str:
         """The last `chars` characters the server wrote (stdout and stderr together)."""
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-chars:]
+        return log_tail(self._log, chars)
 
     def _healthy(self) -> bool:
         try:
@@ -281,11 +287,8 @@ class PostgresServer:
             self.directory = None
 
     def output_tail(self, chars: int = 4000) -> str:
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-chars:]
+        """The last `chars` characters the server wrote (stdout and stderr together)."""
+        return log_tail(self._log, chars)
 
     def _account(self) -> dict[str, object]:
         """Popen arguments that run a program as POSTGRES_ACCOUNT when we are root, else as ourselves."""
