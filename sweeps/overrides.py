@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from seedcore.config import SafeLoader, clip, quote
+from seedcore.config import SEED_FIELDS, SafeLoader, clip, quote
 from sweeps.schema import Axes, SweepConfig, SweepConfigError, axis_fields
 
 NOTHING_DONE = "Nothing was launched or recorded."
@@ -115,8 +115,8 @@ def apply_overrides(values: dict[str, Any], overrides: list[Override], run_field
 
 
 def _whole_example(where: str) -> str:
-    if where == "axes.nuisance.seed":
-        return "`axes.nuisance.seed=[0,1]` or `axes.nuisance.seed={start: 0, stop: 2}`"
+    if where.removeprefix("axes.nuisance.") in SEED_FIELDS:
+        return f"`{where}=[0,1]` or `{where}={{start: 0, stop: 2}}`"
     return f"`{clip(where)}=<value>`"
 
 
@@ -157,7 +157,7 @@ def _check_run_field(
 
 
 def _check_axes(override: Override, rest: tuple[str, ...], where: tuple[str, ...], fields: RunFields | None) -> None:
-    """`axes.<science|nuisance>.<axis>`, and `axes.nuisance.seed.<start|stop>`."""
+    """`axes.<science|nuisance>.<axis>`, and `axes.nuisance.<seed|init_seed|data_seed>.<start|stop>`."""
     if not rest:
         return
     axis = rest[0]
@@ -168,7 +168,7 @@ def _check_axes(override: Override, rest: tuple[str, ...], where: tuple[str, ...
     deeper = rest[1:]
     if not deeper:
         return
-    if where[-1] == "nuisance" and axis == "seed" and len(deeper) == 1:
+    if where[-1] == "nuisance" and axis in SEED_FIELDS and len(deeper) == 1:
         if deeper[0] not in ("start", "stop"):
             _unknown(override, (*where, axis, deeper[0]), ["start", "stop"])
         return
