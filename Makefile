@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CONFIG ?= smoke.yaml
+CONFIG ?= first_look.yaml
 # Extra arguments for `make sweep` (e.g. ARGS="--dry-run" or ARGS="--max-concurrent 1").
 ARGS ?=
 MLFLOW_PORT ?= 5000

@@ -51,6 +51,9 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     127.0.0.1, not on every interface (Ray's default binds its gRPC servers to 0.0.0.0, open to the network)."""
     import ray
 
+    # Ray announces at every start that token authentication is on (it is, with the token it keeps in
+    # ~/.ray/auth_token); for a cluster that listens on 127.0.0.1 only, that is noise above the sweep's output.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     with single_machine():
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
 
