@@ -61,7 +61,7 @@ mlflow-ui: $(STAMP)
 # `make report EXPERIMENT=<sweep name>`: runs the analysis notebooks headless (papermill) on that sweep's MLflow
 # record and writes reports/<experiment>/ (index.html, one HTML page per notebook, figures/*.png, tables/*.csv).
 report: $(STAMP)
-	@test -n "$(EXPERIMENT)" || { echo "make report: name the sweep, e.g. make report EXPERIMENT=smoke" >&2; exit 2; }
+	@test -n "$(EXPERIMENT)" || { echo "make report: name the sweep, e.g. make report EXPERIMENT=first_look" >&2; exit 2; }
 	$(BIN)/python -m analysis.report $(EXPERIMENT) --tracking-uri $(REPORT_URI) --output-dir $(REPORTS_DIR)/$(EXPERIMENT)
 
 clean:
