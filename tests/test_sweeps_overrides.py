@@ -51,9 +51,9 @@ def test_split_seed_ranges_take_start_and_stop_overrides():
     crossed = load_sweep("seed_sources")
     grown = load_sweep("seed_sources", ["axes.nuisance.init_seed.stop=6", "axes.nuisance.data_seed.start=1"])
     assert {(t.axis_values["init_seed"], t.axis_values["data_seed"]) for t in grown.trials} == {
-        (i, d) for i in range(6) for d in range(1, 4)
+        (i, d) for i in range(6) for d in range(1, 8)
     }
-    assert len(crossed.trials) == 16 and len(grown.trials) == 18
+    assert len(crossed.trials) == 64 and len(grown.trials) == 42
 
 
 @pytest.mark.parametrize(
