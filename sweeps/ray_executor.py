@@ -9,11 +9,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 from sweeps.expand import Sweep, Trial
@@ -223,7 +225,11 @@ def quiet_tune() -> None:
 
 def trial_name(trial: Any) -> str:
     """Tune's trial name and folder: the MLflow run name, with characters awkward in paths replaced."""
-    return re.sub(r"[^A-Za-z0-9_.=-]", "_", trial.config["trial"]["name"])
+    return folder_name(trial.config["trial"]["name"])
+
+
+def folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", name)
 
 
 def trial_spec(trial: Trial, trainer: str) -> dict[str, Any]:
@@ -258,6 +264,32 @@ def read_manifest(experiment_path: str) -> set[str]:
             return set(json.loads(handle.read().decode()))
     except (OSError, ValueError):
         return set()
+
+
+KEEP_CHECKPOINTS = 2
+"""Tune's num_to_keep. Tune deletes a trial's oldest checkpoint as it registers a new one, and saves the experiment
+state (which names the checkpoint to resume from) only after the step's callbacks, forcing a save every
+num_to_keep checkpoints. A driver killed in between leaves a state naming a deleted checkpoint: at most the one
+just before the oldest kept, which `bridge_deleted_checkpoints` puts back. With 1 kept, that bridge would be the
+newest checkpoint, whose report the driver may not have recorded yet; with 2 it is one whose report it has."""
+
+
+def bridge_deleted_checkpoints(experiment: str, trial_dirs: list[str]) -> None:
+    """Before restoring: for each trial folder, a copy of its oldest kept checkpoint under the number just below
+    it, unless that exists. The restored trial then resumes from a state its driver had recorded, instead of
+    failing ("does not exist on storage anymore"); a copy nobody names is a few files left in the storage. Local
+    storage only: URIs are left to Tune."""
+    if "://" in experiment:
+        return
+    for name in trial_dirs:
+        folder = Path(experiment) / name
+        kept = sorted(folder.glob("checkpoint_[0-9][0-9][0-9][0-9][0-9][0-9]")) if folder.is_dir() else []
+        if not kept:
+            continue
+        number = int(kept[0].name.removeprefix("checkpoint_"))
+        bridge = folder / f"checkpoint_{number - 1:06d}"
+        if number > 0 and not bridge.exists():
+            shutil.copytree(kept[0], bridge)
 
 
 class RayTuneExecutor:
@@ -302,6 +334,7 @@ class RayTuneExecutor:
         quiet_tune()
         if not tune.Tuner.can_restore(handle):
             return
+        bridge_deleted_checkpoints(handle, [folder_name(t.name) for t in trials])
         self._say(f"[{self.sweep.name}] resuming {len(trials)} unfinished trials of {handle}")
         session.recorder.set_parent_tag("tune_experiment", handle)
         try:
@@ -344,7 +377,7 @@ class RayTuneExecutor:
                 storage_path=f"{storage}/{sweep.name}",
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=sweep.config.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 callbacks=[RecordingCallback(sweep.name)],
             ),
         )

@@ -122,3 +122,20 @@ def test_tune_experiments_pickled_before_the_executor_split_still_find_their_tri
 
     old = b"\x80\x05\x95 \x00\x00\x00\x00\x00\x00\x00\x8c\rsweeps.runner\x94\x8c\ntrial_name\x94\x93\x94."
     assert pickle.loads(old) is trial_name
+
+
+def test_a_checkpoint_deleted_before_the_experiment_state_was_saved_is_bridged(tmp_path):
+    """The checkpoint a killed driver's Tune state may still name (the one before the oldest kept) is put back as
+    a copy of the oldest kept; existing checkpoints, trials without any and the first number are left alone."""
+    from sweeps.ray_executor import bridge_deleted_checkpoints
+
+    for trial, numbers in {"w4-s0": [3, 4], "w4-s1": [0, 1], "w6-s0": []}.items():
+        for number in numbers:
+            (tmp_path / trial / f"checkpoint_{number:06d}").mkdir(parents=True)
+            (tmp_path / trial / f"checkpoint_{number:06d}" / "state.pt").write_text(f"{trial} at {number}")
+    (tmp_path / "w6-s0").mkdir()
+    bridge_deleted_checkpoints(str(tmp_path), ["w4-s0", "w4-s1", "w6-s0", "never-started"])
+    assert (tmp_path / "w4-s0" / "checkpoint_000002" / "state.pt").read_text() == "w4-s0 at 3"
+    assert sorted(p.name for p in (tmp_path / "w4-s0").iterdir()) == [f"checkpoint_00000{n}" for n in (2, 3, 4)]
+    assert sorted(p.name for p in (tmp_path / "w4-s1").iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
+    assert list((tmp_path / "w6-s0").iterdir()) == []
