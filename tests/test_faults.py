@@ -99,9 +99,12 @@ def test_a_raising_trial_is_retried_from_its_checkpoint_then_failed_and_the_swee
     assert "length 4 is too short for badd3" in failed.data.tags["error"], failed.data.tags["error"]
     assert failed.data.tags.get("retries") == "1", "max_failures: 1 retries once before giving up"
     trial_name = failed.data.tags["mlflow.runName"]
-    assert trial_checkpoints(tmp_path / "storage", "tiny", trial_name) == {"checkpoint_000001": 40}, (
+    assert trial_checkpoints(tmp_path / "storage", "tiny", trial_name) == {
+        "checkpoint_000000": 20,
+        "checkpoint_000001": 40,
+    }, (
         "the retry resumed after the second checkpoint (step 40) and wrote none: a fresh start would have written "
-        "a third and fourth at steps 20 and 40"
+        "a third and fourth at steps 20 and 40 (Tune keeps the last 2)"
     )
     assert steps_of(mlflow_db, failed, "train/loss") == [10, 20, 30, 40, 50], "the curve up to the error, once"
 
