@@ -171,7 +171,8 @@ def check_shared_storage(storage: str, nodes: list[dict], source: str) -> None:
     mount): trials checkpoint there on their node, and the driver reads the checkpoints back and restores from them.
     Writes a marker file and asks a zero-CPU task on every live node whether it sees it; raises SweepConfigError
     naming the nodes that do not. URIs (s3://, gs://, ...) are left to Ray."""
-    if "://" in storage or sum(1 for node in nodes if node.get("Alive", True)) < 2:
+    alive = [node for node in nodes if node.get("Alive", True)]
+    if "://" in storage or len(alive) < 2:
         return
     import uuid
 
@@ -186,7 +187,6 @@ def check_shared_storage(storage: str, nodes: list[dict], source: str) -> None:
         handle.write("written by the sweep driver to check that every Ray node sees this folder\n")
     try:
         sees = ray.remote(num_cpus=0)(os.path.exists)
-        alive = [node for node in nodes if node.get("Alive", True)]
         answers = [
             sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(marker)
             for node in alive
@@ -312,9 +312,10 @@ class RayTuneExecutor:
         started_ray = False
         try:
             started_ray = start_or_join(source)
-            nodes = node_resources(ray.nodes())
+            cluster = ray.nodes()
+            nodes = node_resources(cluster)
             check_feasible(resources, nodes, source)
-            check_shared_storage(storage_path(self.sweep), ray.nodes(), source)
+            check_shared_storage(storage_path(self.sweep), cluster, source)
             parallel = max_parallel(self.sweep.config.resources, nodes)
             yield min(parallel, self.max_concurrent) if self.max_concurrent else parallel
         finally:
