@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -212,6 +211,7 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
         EXIT_INTERRUPTED,
         EXIT_OK,
         Invocation,
+        command_line,
         conclude,
         ending,
         latest_tune_experiment,
@@ -254,8 +254,7 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
             return EXIT_OK
         previous = None if restart else latest_tune_experiment(store)
         recorder = SweepRecorder(store, sweep, runs, say=say)
-        command = shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
-        recorder.start_parent(command, sum(t.key not in outcomes for t in state.pool), tune_path="")
+        recorder.start_parent(command_line(sweep, argv), sum(t.key not in outcomes for t in state.pool), tune_path="")
         record_looks(recorder, state.looks)
         session = Session(recorder, None, {t.key: t for t in sweep.trials}, frozenset(outcomes))
         started = time.monotonic()

@@ -231,6 +231,11 @@ def run_sweep(
         return launch(invocation, executor, stream, argv)
 
 
+def command_line(sweep: Sweep, argv: list[str] | None) -> str:
+    """The invocation as the parent run records it (`command` tag)."""
+    return shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
+
+
 def ending(session: Any) -> tuple[str, int]:
     """The parent run's status and the exit code once a `sweeps.session.Session`'s trials ran."""
     if session.interrupted:
@@ -301,8 +306,7 @@ def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: lis
 
     sweep, plan, store = invocation.sweep, invocation.plan, invocation.store
     recorder = SweepRecorder(store, sweep, invocation.runs, say=say)
-    command = shlex.join(["python", "-m", "sweeps", *(argv or ["run", str(sweep.path)])])
-    recorder.start_parent(command, len(plan.todo), tune_path="")
+    recorder.start_parent(command_line(sweep, argv), len(plan.todo), tune_path="")
     progress = Progress(
         sweep.name,
         len(sweep.trials),
