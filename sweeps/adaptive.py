@@ -102,6 +102,7 @@ def replay(sweep: Sweep, outcomes: Mapping[str, bool]) -> AdaptiveState:
     position = {seed: i for i, seed in enumerate(seeds)}
     cells = cells_of(sweep)
     items = items_of(sweep, adaptive)
+    alpha = level(adaptive, items)
     size = {label: min(adaptive.min_seeds, len(seeds)) for label in cells}
     looks: list[Look] = []
     while True:
@@ -110,7 +111,7 @@ def replay(sweep: Sweep, outcomes: Mapping[str, bool]) -> AdaptiveState:
         if any(t.key not in outcomes for t in pool):
             return AdaptiveState(looks, pool, done=False)
         results = {label: [outcomes[t.key] for t in trials] for label, trials in chosen.items()}
-        decisions = [decide(item, results, adaptive.alpha) for item in items]
+        decisions = [decide(item, results, alpha) for item in items]
         growing = {
             label
             for item, decision in zip(items, decisions, strict=True)
@@ -119,11 +120,16 @@ def replay(sweep: Sweep, outcomes: Mapping[str, bool]) -> AdaptiveState:
             if size[label] < len(seeds)
         }
         added = {label: min(adaptive.batch, len(seeds) - size[label]) for label in cells if label in growing}
-        looks.append(Look(len(looks) + 1, cell_counts(results, size, adaptive.alpha), decisions, added))
+        looks.append(Look(len(looks) + 1, cell_counts(results, size, alpha), decisions, added))
         if not added:
             return AdaptiveState(looks, pool, done=True)
         for label, more in added.items():
             size[label] += more
+
+
+def level(adaptive: Adaptive, items: list[Item]) -> float:
+    """The level each decision (and each cell's interval) is taken at."""
+    return adaptive.alpha / max(len(items), 1) if adaptive.familywise else adaptive.alpha
 
 
 def cell_counts(results: dict[str, list[bool]], size: dict[str, int], alpha: float) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ summary and returns the exit status.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -76,6 +77,18 @@ def describe_plan(sweep: Sweep) -> str:
     ]
     if sweep.overrides:
         lines.insert(1, f"overrides:     {shlex.join(sweep.overrides)}")
+    if config.adaptive is not None:
+        from sweeps.adaptive import replay
+
+        trials = replay(sweep, {}).pool
+        adaptive = config.adaptive
+        lines.insert(
+            -1,
+            f"adaptive:      the first look runs the {len(trials)} trials below ({adaptive.min_seeds} seeds a cell); "
+            f"each look adds {adaptive.batch} seeds to every cell with an open question, at most the "
+            f"{len(sweep.trials)} counted above; alpha {adaptive.alpha:g}"
+            + (" for the whole pool" if adaptive.familywise else " per decision"),
+        )
     columns = ["#", "key", *sweep.science_axes, *axes.nuisance]
     rows = [[str(t.index), t.key, *(str(t.axis_values[c]) for c in columns[2:])] for t in trials]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
@@ -127,7 +140,19 @@ def pool_table(sweep: Sweep, runs: dict[str, Any]) -> pd.DataFrame:
 
 def summary_of(sweep: Sweep, runs: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     table = pool_table(sweep, runs)
-    summary = summarize(table, sweep.science_axes)
+    if sweep.config.adaptive is None:
+        summary = summarize(table, sweep.science_axes)
+    else:  # looked at repeatedly: the table shows the looks' anytime-valid intervals, not fixed-size ones
+        from analysis.sequential import confidence_sequence
+        from sweeps.adaptive import items_of, level
+
+        alpha = level(sweep.config.adaptive, items_of(sweep, sweep.config.adaptive))
+        summary = summarize(
+            table,
+            sweep.science_axes,
+            lambda successes, trials: tuple(map(float, confidence_sequence(successes, trials, alpha))),
+            f"{100 * (1 - alpha):.3g}% anytime",
+        )
     return table, summary, format_table(summary, sweep.science_axes, sweep.trainer.step_unit)
 
 
@@ -425,6 +450,13 @@ def sweep_status(sweep: Sweep, stream: TextIO | None = None) -> int:
     store = Store(uri, sweep.name, create=False)
     waiting = leftovers(journal_directory(sweep))
     runs = store.trial_runs() if store.experiment_id else {}
+    looks = []
+    if sweep.config.adaptive is not None:  # the pool is what the looks chose so far, not the whole seed axis
+        from sweeps.adaptive import look_lines, replay
+
+        state = replay(sweep, {k: r.success for k, r in run_records(runs).items() if r.status == "FINISHED"})
+        looks = [line for look in state.looks for line in look_lines(sweep.name, look, replayed=True)]
+        sweep = dataclasses.replace(sweep, trials=state.pool)
     table, summary, text = summary_of(sweep, runs)
     counts = table["status"].value_counts().to_dict()
     order = ["FINISHED", "RUNNING", "KILLED", "FAILED", "PENDING"]
@@ -439,6 +471,8 @@ def sweep_status(sweep: Sweep, stream: TextIO | None = None) -> int:
             file=stream,
         )
     print(text, file=stream)
+    for line in looks:
+        print(line, file=stream)
     if waiting:
         print(
             "not in the store yet: writes journaled by a driver that could not send them "

@@ -280,8 +280,11 @@ class Adaptive(Section):
     Looks may be taken after every batch without inflating errors: the intervals are anytime-valid."""
 
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    """Error level of each question (not familywise): intervals hold with probability >= 1 - alpha at every
-    look, and equal cells are called different with probability <= alpha."""
+    """Error level of each decision: intervals hold with probability >= 1 - alpha at every look, and equal cells
+    are called different with probability <= alpha. Per decision unless `familywise`."""
+    familywise: bool = False
+    """true: split `alpha` equally over the pool's decisions (Bonferroni: each at alpha / decisions, the cells'
+    intervals too), so that the chance of any wrong interval or any false 'different' in the pool is <= alpha."""
     min_seeds: Annotated[int, Field(ge=1)]
     """Seeds per cell before the first look (the first min_seeds seeds of `axes.nuisance.seed`)."""
     batch: Annotated[int, Field(ge=1)]

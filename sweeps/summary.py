@@ -1,9 +1,11 @@
-"""The end-of-sweep table: success rate per cell with a Wilson interval at the record's confidence level (95%),
-median steps-to-success and failures by stop reason. Pure functions over a per-trial frame; no Ray, no MLflow."""
+"""The end-of-sweep table: success rate per cell with a Wilson interval at the record's confidence level (95%; an
+adaptive pool passes its anytime-valid interval instead), median steps-to-success and failures by stop reason.
+Pure functions over a per-trial frame; no Ray, no MLflow."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -15,7 +17,16 @@ FAILURE_COLUMNS = (*FAILED_STOPS, ERROR)
 than max_failures allowed (MLflow status FAILED)."""
 
 
-def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
+Interval = Callable[[int, int], tuple[float, float]]
+"""(successes, trials) -> (low, high) of the success rate."""
+
+
+def summarize(
+    trials: pd.DataFrame,
+    cell_columns: list[str],
+    interval: Interval = wilson_interval,
+    interval_name: str = f"{CONFIDENCE:.0%} CI",
+) -> pd.DataFrame:
     """One row per cell.
 
     trials: one row per trial of the pool, with the cell columns and
@@ -25,7 +36,8 @@ def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
       stop_reason       the trainer's stop reason for finished trials
     Returns columns: cell columns, trials, finished, successes, success_rate, ci_low, ci_high,
       median_steps_to_success, one count per FAILURE_COLUMNS entry, unfinished.
-    success_rate counts finished trials only; unfinished ones are reported, not guessed.
+    success_rate counts finished trials only; unfinished ones are reported, not guessed. `interval_name` (shown in
+    the table's header) is kept in the frame's attrs["interval"].
     """
     groups = trials.groupby(cell_columns, sort=False, dropna=False) if cell_columns else [((), trials)]
     rows = []
@@ -33,7 +45,7 @@ def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
         cell = cell if isinstance(cell, tuple) else (cell,)
         finished = group[group["status"] == "FINISHED"]
         successes = int((finished["success"] == 1).sum())
-        low, high = wilson_interval(successes, len(finished))
+        low, high = interval(successes, len(finished)) if len(finished) else (math.nan, math.nan)
         steps = finished.loc[finished["success"] == 1, "steps_to_success"].dropna()
         row = dict(zip(cell_columns, cell, strict=True))
         row.update(
@@ -50,7 +62,9 @@ def summarize(trials: pd.DataFrame, cell_columns: list[str]) -> pd.DataFrame:
         row[ERROR] = int((group["status"] == "FAILED").sum())
         row["unfinished"] = int((~group["status"].isin(["FINISHED", "FAILED"])).sum())
         rows.append(row)
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    summary.attrs["interval"] = interval_name
+    return summary
 
 
 def table_rows(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = "steps") -> list[list[str]]:
@@ -59,7 +73,7 @@ def table_rows(summary: pd.DataFrame, cell_columns: list[str], step_unit: str = 
         *cell_columns,
         "seeds",
         "success",
-        f"rate [{CONFIDENCE:.0%} CI]",
+        f"rate [{summary.attrs.get('interval', f'{CONFIDENCE:.0%} CI')}]",
         f"median {step_unit}",
         "not successful",
     ]

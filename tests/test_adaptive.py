@@ -67,6 +67,38 @@ def test_the_looks_continue_from_the_record_where_it_stops(make_sweep):
     assert replay(sweep, beyond) == state
 
 
+def test_familywise_splits_alpha_over_the_decisions(make_sweep):
+    """Two decisions at alpha 0.05 familywise: each at 0.025, so 'different' needs an e-value of 40, not 20."""
+    questions = [{"compare": {"width": [4, 6]}}, {"halfwidth": 0.45, "where": {"width": 6}}]
+    per_decision = load_sweep(str(make_sweep(axes=SEEDS_0_TO_8, adaptive={**COMPARE, "questions": questions})))
+    familywise = load_sweep(
+        str(make_sweep(axes=SEEDS_0_TO_8, adaptive={**COMPARE, "questions": questions, "familywise": True}))
+    )
+    outcome = lambda t: t.cell["width"] == 4  # noqa: E731
+    looser, stricter = (
+        replay(per_decision, outcomes_where(per_decision, outcome)),
+        replay(familywise, outcomes_where(familywise, outcome)),
+    )
+    assert "e-value" in looser.looks[-1].decisions[0]["why"] and ">= 20" in looser.looks[-1].decisions[0]["why"]
+    assert ">= 40" in stricter.looks[-1].decisions[0]["why"] and stricter.looks[-1].decisions[0]["decided"]
+    low, high = stricter.looks[0].cells["width=6"]["low"], stricter.looks[0].cells["width=6"]["high"]
+    wide_low, wide_high = looser.looks[0].cells["width=6"]["low"], looser.looks[0].cells["width=6"]["high"]
+    assert low == wide_low == 0 and high > wide_high, "the cells' intervals are taken at the split level too"
+
+
+def test_dry_run_and_status_show_the_first_looks_trials_not_the_whole_seed_axis(make_sweep, mlflow_db, capsys):
+    path = make_sweep(axes=SEEDS_0_TO_8, adaptive=HALFWIDTH_FOR_WIDTH_4)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "16 trials = 2 cells x 8 nuisance settings" in out
+    assert "the first look runs the 4 trials below (2 seeds a cell)" in out and "at most the 16" in out
+    listed = [line.split()[3] for line in out.splitlines() if line[:1].isdigit()]
+    assert sorted(map(int, listed)) == [0, 0, 1, 1], "one row per first-look trial, seeds 0 and 1"
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials in the pool: 4 pending" in out and "rate [95% anytime]" in out
+
+
 @pytest.mark.parametrize(
     ("adaptive", "message"),
     [
