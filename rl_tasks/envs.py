@@ -1,35 +1,52 @@
 """Algorithmic environments on a tape or grid, for Gymnasium: gym 0.19's six and four LSAE grid tasks.
 
-Written from the facts in shared/reference/algorithmic_rl.md (G19 = openai/gym 0.19.0 `envs/algorithmic`,
-LSAE = Zaremba et al. 2016 and its official code), not from gym's code.
+Written from the facts in shared/reference/algorithmic_rl.md and from the facts of G19's source (G19 = openai/gym
+0.19.0 `gym/envs/algorithmic/`; `ae` = its algorithmic_env.py), LSAE = Zaremba et al. 2016 and its official code;
+none of gym's code is copied.
 
-Shared rules (G19):
-- Observation: Discrete(base + 1), the symbol under the read head; index `base` is the blank (off the tape or
-  grid). The LSAE grids add marker symbols after the blank (END, the arrows).
-- Action: Tuple(move, write, symbol). Tape moves: left, right; grid moves: left, right, up, down (y grows
-  downwards). The move always happens; the symbol is ignored when write == 0.
-- Reward: +1 for a correct write; -0.5 for a wrong write, which ends the episode; -1 when time runs out, which
-  ends the episode (the -1 replaces that step's reward). Time runs out when `time > time_limit` after the step's
-  write and move; `time_limit` is input_width + len(target) + 4 unless the env says otherwise.
-- The episode ends (terminated=True) when the whole target is written, on a wrong write or on the time-out.
-  Registered with max_episode_steps=200 (Gymnasium's TimeLimit then sets truncated=True).
-- Input length is uniform on {min_length, +1, +2}; symbols uniform over range(base); head starts at 0 / (0, 0).
-- Curriculum, per instance, at each reset: the previous episode's shortfall (total reward - len(target)) joins a
-  window of the last `last` shortfalls; when the window is full, all >= MIN_REWARD_SHORTFALL_FOR_PROMOTION and
-  min_length < 30, min_length += 1 and the window is cleared.
+G19 rules (each pinned by a test in tests/test_rl_envs.py):
+- Observation: Discrete(base + 1), the symbol under the read head; index `base` is the blank, read anywhere off the
+  tape or grid, in every direction (ae `_get_obs`). The LSAE grids add marker symbols after the blank.
+- Action: Tuple(Discrete(len(MOVEMENTS)), Discrete(2), Discrete(base)) = (move, write, symbol); MOVEMENTS is
+  [left, right] on a tape, [left, right, up, down] on a grid (y grows downwards). The move always happens; the
+  symbol is ignored when write == 0 (ae `__init__`, `_move`).
+- Step (ae `step`): time += 1 first. A write compares the symbol with target[write head]: +1 if equal; else -0.5
+  and the episode ends (a write past the target's end counts as wrong). The write head advances either way and the
+  episode ends once it reaches len(target). Then the read head moves. Then, if time > time_limit, the reward is
+  -1 (replacing the step's) and the episode ends.
+- time_limit = input_width + len(target) + 4, input_width = len(input_data) (ae `time_limit`); ReversedAddition(3):
+  2 * input_width + 4 whatever the rows (reversed_addition.py).
+- Reset (ae `reset`): record the curriculum, then draw length = randint(3) + min_length (uniform on min_length +
+  {0, 1, 2}), then the symbols, then the target. Head at 0 / (0, 0).
+- Curriculum (ae `_check_levelup`, at each reset): append total reward - len(target) of the episode just ended to
+  `reward_shortfalls`, keep the last `last`; when it holds `last` entries, all >= MIN_REWARD_SHORTFALL_FOR_PROMOTION,
+  and min_length < 30: min_length += 1 and the window is emptied (only then). last = 10, threshold -1.0; Reverse
+  and RepeatCopy last = 50, threshold -0.1 (reverse.py, repeat_copy.py).
+- The constructor's episode: G19's `__init__` calls reset(), so an unplayed episode (total 0, drawn at
+  starting_min_length) sits before the first user reset, which records its shortfall -len(target). Only a
+  one-symbol target passes a threshold (-1 >= -1.0), so of the registered envs only DuplicatedInput can tell: with
+  a drawn length of 2 or 3 (probability 2/3) it promotes after 9 good episodes instead of 10, and every later
+  promotion comes one episode earlier too. Here the first reset
+  draws that episode from a stream jumped ahead of np_random (G19 drew it before any seed, from an unseeded
+  generator), so the episodes' own draws are untouched; to replay a G19 recording exactly, pass its constructor
+  target's length through load_curriculum_state (episode_total_reward 0.0, target_length len(target)).
+- Per env (base, starting min_length, target; registered reward_threshold, max_episode_steps 200 for all):
+  Copy 5, 2, x; 25. DuplicatedInput 5, 2, every 2nd symbol of an input of max(length, 2) // 2 drawn symbols each
+  written twice; 9. RepeatCopy 5, 2, x + reversed(x) + x; 75. Reverse 2, 1, reversed(x); 25. ReversedAddition(3)
+  3, 2, the column sums LSB first with the final carry appended as one symbol when > 0; 25.
 
 Gymnasium additions: `reset(seed=...)` seeds the input generator; `reset(options=...)` takes `input_data` (a
 tape, or a grid as a list of columns, in G19's layout) or `length` (an input of that size from the generator);
 `info["target_symbol"]` is the symbol that was due on each write step (the label of LSAE's supervised symbol).
+The env terminates itself (terminated=True); Gymnasium's TimeLimit sets truncated=True at 200 steps.
 
 Deviations from G19, all deliberate:
-- G19's constructor called reset(), so its first user reset recorded a phantom shortfall of -len(target) in the
-  curriculum window. Here the first reset records nothing. Only DuplicatedInput can tell (its phantom could be
-  -1 >= -1.0 and so promote one episode earlier in G19).
 - ReversedAddition's time limit is 2 * input_width + 4 whatever the number of rows (G19), which leaves no time to
   read three rows; `corrected_time_limit=True` makes it rows * input_width + 4. Off by default (G19 semantics).
+- ReversedAddition with rows > base is refused: its final carry can reach base, a symbol no action can write.
 - The curriculum lives in the instance (G19 before 2020 shared it across instances of a process).
-- Random streams differ from G19 (numpy Generator instead of RandomState); compare episodes with `input_data`.
+- Random streams differ from G19 (numpy Generator instead of RandomState) but are drawn in G19's order (length,
+  then the symbols one per drawn position); compare episodes with `input_data`.
 """
 
 from __future__ import annotations
@@ -65,9 +82,11 @@ class AlgorithmicEnv(gym.Env):
         self.render_mode = render_mode
         self.base = base
         self.last = self.LAST
-        self.min_length = self.STARTING_MIN_LENGTH if starting_min_length is None else starting_min_length
+        self.starting_min_length = self.STARTING_MIN_LENGTH if starting_min_length is None else starting_min_length
+        self.min_length = self.starting_min_length
         self.reward_shortfalls: list[float] = []
         self.episode_total_reward: float | None = None
+        """None until the constructor's episode is drawn (by the first reset); then the episode's total so far."""
         self.charmap = [chr(ord("A") + i) if self.CHARS else str(i) for i in range(base)] + [" "]
         self.charmap += list(self.SPECIAL_SYMBOLS)
         self.observation_space = spaces.Discrete(base + 1 + len(self.SPECIAL_SYMBOLS))
@@ -111,10 +130,22 @@ class AlgorithmicEnv(gym.Env):
         """More steps than this end the episode with reward -1 (G19: 'seemingly arbitrary')."""
         return self.input_width + len(self.target) + 4
 
+    def _draw_constructor_episode(self) -> None:
+        """The unplayed episode G19's constructor left behind (its reset() at starting_min_length, total 0), whose
+        shortfall the first reset records. Drawn from a stream jumped ahead of np_random, so that the episodes'
+        own draws stay in G19's order."""
+        bits = self.np_random.bit_generator
+        episodes_state = bits.state
+        bits.state = bits.jumped().state
+        try:
+            length = int(self.np_random.integers(3)) + self.starting_min_length
+            self.target = self.target_from_input_data(self.generate_input_data(length))
+        finally:
+            bits.state = episodes_state
+        self.episode_total_reward = 0.0
+
     def _check_levelup(self) -> None:
         """Record the finished episode's shortfall and promote min_length when the window allows (G19)."""
-        if self.episode_total_reward is None:
-            return  # no episode yet
         self.reward_shortfalls.append(self.episode_total_reward - len(self.target))
         self.reward_shortfalls = self.reward_shortfalls[-self.last :]
         if (
@@ -128,6 +159,8 @@ class AlgorithmicEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.int64, dict]:
         super().reset(seed=seed)
         options = dict(options or {})
+        if self.episode_total_reward is None:
+            self._draw_constructor_episode()
         self._check_levelup()
         self.last_action = None
         self.last_reward = 0.0
@@ -418,16 +451,14 @@ class GridAlgorithmicEnv(AlgorithmicEnv):
 
 def add_columns(columns: list[list[int]], base: int) -> list[int]:
     """Sum of the rows of a grid whose column 0 is the least significant digit; digits LSB first, with the final
-    carry as one more digit when it is not zero (G19 ReversedAddition)."""
+    carry as one more symbol when it is not zero (G19 ReversedAddition). The carry is at most rows - 1, so it is
+    one digit whenever rows <= base."""
     carry, digits = 0, []
     for column in columns:
         total = sum(column) + carry
         digits.append(total % base)
         carry = total // base
-    while carry > 0:
-        digits.append(carry % base)
-        carry //= base
-    return digits
+    return digits + [carry] if carry > 0 else digits
 
 
 class ReversedAdditionEnv(GridAlgorithmicEnv):
@@ -442,6 +473,11 @@ class ReversedAdditionEnv(GridAlgorithmicEnv):
         starting_min_length: int | None = None,
         render_mode: str | None = None,
     ):
+        if rows > base:
+            raise ValueError(
+                f"ReversedAddition with rows={rows} > base={base}: the final carry can reach the base, a symbol no "
+                "action can write (G19 appends it as one symbol); use rows <= base."
+            )
         self.corrected_time_limit = corrected_time_limit
         super().__init__(rows, base, starting_min_length, render_mode)
 
