@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one table each (CPU-sized defaults; see each module for GPU settings)."""
 
-from bench import adaptive_design, cluster_overhead, memory_modes, neuralgpu_throughput
+from bench import adaptive_design, cluster_overhead, memory_modes, neuralgpu_throughput, pool_overhead
 
 
 def main() -> None:
@@ -8,6 +8,7 @@ def main() -> None:
     neuralgpu_throughput.main(["--model", "f17", "--widths", "96"])
     memory_modes.main([])
     cluster_overhead.main([])
+    pool_overhead.main([])
     adaptive_design.main([])
 
 

@@ -233,7 +233,10 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
     def say(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    with executor.connect() as parallel:
+    from sweeps.tracking import local_store_warmed, tracking_uri
+
+    with local_store_warmed(tracking_uri(sweep)) as warmed, executor.connect() as parallel:
+        warmed()
         store = open_store(sweep, say)
         runs = store.trial_runs()
         if restart and runs:

@@ -32,7 +32,8 @@ is the loopback one, and every Ray server (GCS, raylet, object manager, workers,
 
 
 def connect_ray() -> bool:
-    """Join $RAY_ADDRESS, or start a local cluster with this machine's CPUs; True when this call started it."""
+    """Join $RAY_ADDRESS, or start a local cluster with the CPUs this process may use; True when this call
+    started it."""
     import ray
 
     if ray.is_initialized():
@@ -44,7 +45,9 @@ def connect_ray() -> bool:
         with single_machine(enabled=address.rpartition(":")[0] in ("127.0.0.1", "localhost")):
             ray.init(address=address, **QUIET)
         return False
-    start_local_ray(num_cpus=os.cpu_count())
+    from sweeps.resources import usable_cpus
+
+    start_local_ray(num_cpus=usable_cpus())
     return True
 
 
@@ -302,11 +305,21 @@ class RayTuneExecutor:
 
     @contextmanager
     def connect(self) -> Iterator[int]:
-        from sweeps.resources import check_feasible, check_local_machine, max_parallel, node_resources
+        from sweeps.resources import (
+            check_feasible,
+            check_local_machine,
+            load_warning,
+            local_cluster_pending,
+            max_parallel,
+            node_resources,
+        )
         from sweeps.tracking import storage_path
 
         resources, source = self.sweep.config.resources, str(self.sweep.path)
         check_local_machine(resources, source)  # before Ray starts: seconds, and a cluster to shut down
+        warning = load_warning() if local_cluster_pending() else None  # read before Ray's own processes load it
+        if warning:
+            self._say(warning)
         import ray
 
         started_ray = False

@@ -26,6 +26,38 @@ def describe_cluster(nodes: list[dict[str, float]]) -> str:
     return f"{len(nodes)} node{'s' if len(nodes) != 1 else ''} ({sizes or 'none alive'})"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset, SLURM's binding),
+    capped by a cgroup v2 CPU quota (`docker run --cpus`); os.cpu_count() counts the machine's, which would make
+    a local cluster run more trials at once than there are CPUs to run them."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, int(float(quota) // float(period))))
+
+
+LOAD_WARNING_FRACTION = 0.5
+"""Warn when the 1-minute load average already exceeds this fraction of the usable CPUs before a local pool
+starts: its trials will share cores with that work."""
+
+
+def load_warning(cpus: int | None = None, load: float | None = None) -> str | None:
+    """A warning when other work already keeps this machine's CPUs busy, else None."""
+    cpus = usable_cpus() if cpus is None else cpus
+    load = os.getloadavg()[0] if load is None else load
+    if load <= LOAD_WARNING_FRACTION * cpus:
+        return None
+    return (
+        f"warning: this machine is already busy (load average {load:.1f} on {cpus} usable CPUs) before the pool "
+        "starts. Its trials will share cores with that work: they run slower, and their time and compute figures "
+        "include the contention. For timings, run on an idle machine; results are unaffected."
+    )
+
+
 def local_gpu_count() -> int | None:
     """The NVIDIA GPUs a local Ray cluster would see, without importing torch or starting Ray: the driver's
     device list (/proc/driver/nvidia/gpus, else `nvidia-smi -L`), capped by CUDA_VISIBLE_DEVICES as Ray caps it.
@@ -57,13 +89,14 @@ def local_cluster_pending() -> bool:
 
 def check_local_machine(resources: Resources, source: str) -> None:
     """For a sweep that will start a local cluster: refuse, before Ray starts, a trial this machine cannot hold.
-    The local cluster is one node with os.cpu_count() CPUs (`connect_ray`) and the GPUs Ray would detect."""
+    The local cluster is one node with the CPUs this process may use (`usable_cpus`) and the GPUs Ray would
+    detect."""
     if not local_cluster_pending():
         return
     gpus = local_gpu_count()
     if gpus is None:  # unknown: only Ray can tell, once started
         resources = resources.model_copy(update={"gpu": 0})
-    node = {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus or 0)}
+    node = {"CPU": float(usable_cpus()), "GPU": float(gpus or 0)}
     check_feasible(
         resources,
         [node],

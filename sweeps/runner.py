@@ -39,6 +39,7 @@ EXIT_STORE_AWAY = 75
 # --- dry run -----------------------------------------------------------------------------------------------
 def describe_plan(sweep: Sweep) -> str:
     """The expanded trial table and what it asks of the cluster; needs neither Ray nor MLflow."""
+    from sweeps.resources import usable_cpus
     from sweeps.tracking import storage_path, tracking_uri
 
     config, trials = sweep.config, sweep.trials
@@ -70,7 +71,7 @@ def describe_plan(sweep: Sweep) -> str:
             f", {len(trials) * res.gpu:g} GPU-trials; one GPU holds {int(1 // res.gpu) if res.gpu < 1 else 1} "
             "trial(s) at once"
             if res.gpu
-            else f"; {os.cpu_count()} local CPUs run {int((os.cpu_count() or 1) // res.cpu)} at once"
+            else f"; {usable_cpus()} local CPUs run {int(usable_cpus() // res.cpu)} at once"
         ),
         f"recording:     {tracking_uri(sweep)}; storage {storage_path(sweep)}/{config.name}",
         "",
@@ -222,7 +223,10 @@ def run_sweep(
     def say(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    with executor.connect() as parallel:
+    from sweeps.tracking import local_store_warmed, tracking_uri
+
+    with local_store_warmed(tracking_uri(sweep)) as warmed, executor.connect() as parallel:
+        warmed()
         store = open_store(sweep, say)
         runs = store.trial_runs()
         previous = None if restart else latest_tune_experiment(store)

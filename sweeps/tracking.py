@@ -13,12 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import shlex
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +139,51 @@ def pid_alive(pid: int) -> bool:
 
 class SweepBusyError(RuntimeError):
     """Another live driver is recording this sweep."""
+
+
+@contextmanager
+def local_store_warmed(uri: str) -> Iterator[Callable[[], None]]:
+    """Build (or check) a local sqlite store's schema in a thread while the caller starts Ray: seconds each, and
+    Ray's mostly waiting on its processes. Yields `wait`, to call before opening the store (two threads creating
+    one schema would collide); it is also waited for on leaving, so a failure elsewhere never leaves a schema half
+    built, and a database this built is removed again when the caller fails before waiting (Ray did not start:
+    nothing was recorded, and no empty store is left behind). A failure here is left for the store's opening to
+    report. Other URIs (servers) are not touched: a server that is away is reported by the opening, without a
+    thread retrying it meanwhile."""
+    db = sqlite_file(uri)
+    if db is None:
+        yield lambda: None
+        return
+    created = not db.exists()
+    waited = False
+
+    def wait() -> None:
+        nonlocal waited
+        thread.join()
+        waited = True
+
+    # MLflow announces the schema's creation at INFO; from a thread those lines would land in the middle of
+    # whatever the caller prints meanwhile (its error, if Ray fails).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+
+    def build() -> None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception:  # noqa: BLE001 - open_store meets the same error and explains it
+            pass
+
+    thread = threading.Thread(target=build, name="mlflow-schema", daemon=True)
+    thread.start()
+    try:
+        yield wait
+    except BaseException:
+        thread.join()
+        if created and not waited:
+            db.unlink(missing_ok=True)
+        raise
+    finally:
+        thread.join()
 
 
 class Store:
