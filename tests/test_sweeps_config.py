@@ -354,3 +354,19 @@ def test_status_of_an_unrecorded_sweep_creates_nothing(make_sweep, capsys, tmp_p
     out = capsys.readouterr().out
     assert "4 trials in the pool: 4 pending" in out
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_default_pool_ends_mixed_one_step_seed_0_solves_and_seed_1_does_not():
+    """`make sweep`'s promise (README): first_look shows the spread of outcomes. Two of its trials, trained here
+    exactly as the pool runs them: one-step seed 0 solves DuplicatedInput after 530 episodes, seed 1 never does
+    within the 2000-episode budget (the README's table: one-step 3/8)."""
+    sweep = load_sweep("first_look")
+    spec = get_trainer("rl")
+    cells = {(t.cell["q_target"], t.seed): t for t in sweep.trials}
+    results = {}
+    for seed in (0, 1):
+        trial = cells["one_step", seed]
+        cfg = spec.config_class_object().from_dict(trial.run_config, source="first_look")
+        results[seed] = spec.train_callable()(cfg, None, None)
+    assert results[0].success and results[0].steps_to_success == 530, results[0]
+    assert not results[1].success and results[1].steps == 2000
