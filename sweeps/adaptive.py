@@ -222,12 +222,13 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
         ending,
         latest_tune_experiment,
         open_store,
+        pool_progress,
         report_hint,
         run_records,
         sigterm_as_interrupt,
         summary_of,
     )
-    from sweeps.session import Progress, Session
+    from sweeps.session import Session
     from sweeps.tracking import SweepRecorder
 
     def say(message: str) -> None:
@@ -273,9 +274,7 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
                 while not state.done:
                     launched = executor.launched_keys(previous) if previous else ()
                     plan = plan_run(state.pool, records, False, launched)
-                    session.progress = Progress(
-                        sweep.name, len(state.pool), len(plan.finished), plan.successes_before, len(plan.todo), stream
-                    )
+                    session.progress = pool_progress(dataclasses.replace(sweep, trials=state.pool), plan, stream)
                     if plan.restore and previous:
                         executor.restore(previous, plan.restore, session)
                     remaining = plan.fresh_after(session.completed | session.errored)

@@ -325,18 +325,11 @@ def success_test_metric(sweep: Sweep) -> str:
     return f"eval/{metric}@{rule.length}"
 
 
-def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: list[str] | None) -> int:
-    """Run the plan's trials (restore phase, then fresh phase), record them, print and log the summary."""
-    from sweeps.session import Progress, Session, short_labels
-    from sweeps.tracking import SweepRecorder
+def pool_progress(sweep: Sweep, plan: Plan, stream: TextIO) -> Any:
+    """The live progress line of a launch of `plan` over `sweep.trials` (sweeps.session.Progress)."""
+    from sweeps.session import Progress, short_labels
 
-    def say(message: str) -> None:
-        print(message, file=stream, flush=True)
-
-    sweep, plan, store = invocation.sweep, invocation.plan, invocation.store
-    recorder = SweepRecorder(store, sweep, invocation.runs, say=say)
-    recorder.start_parent(command_line(sweep, argv), len(plan.todo), tune_path="")
-    progress = Progress(
+    return Progress(
         sweep.name,
         len(sweep.trials),
         len(plan.finished),
@@ -347,6 +340,20 @@ def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: lis
         budget=sweep.config.budget.steps,
         test_metric=success_test_metric(sweep),
     )
+
+
+def launch(invocation: Invocation, executor: Executor, stream: TextIO, argv: list[str] | None) -> int:
+    """Run the plan's trials (restore phase, then fresh phase), record them, print and log the summary."""
+    from sweeps.session import Session
+    from sweeps.tracking import SweepRecorder
+
+    def say(message: str) -> None:
+        print(message, file=stream, flush=True)
+
+    sweep, plan, store = invocation.sweep, invocation.plan, invocation.store
+    recorder = SweepRecorder(store, sweep, invocation.runs, say=say)
+    recorder.start_parent(command_line(sweep, argv), len(plan.todo), tune_path="")
+    progress = pool_progress(sweep, plan, stream)
     session = Session(recorder, progress, {t.key: t for t in sweep.trials}, plan.finished)
     sweep_started = time.monotonic()
     status, code = "KILLED", EXIT_INTERRUPTED
