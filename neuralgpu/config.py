@@ -21,7 +21,9 @@ from seedcore.config import ConfigError, RunConfig, check_ranges, need_for, quot
 __all__ = ["ConfigError", "TrainConfig"]
 
 SUCCESS_METRICS = ("seq_error", "digit_error")
-OPTIMIZERS = ("adam", "adamax")
+OPTIMIZERS = ("adam", "adamax", "adamax_f17")
+LR_DECAY_RULES = ("k15", "f17")
+INITS = ("torch", "f17")
 MEMORY_MODES = ("plain", "checkpoint", "offload")
 PRECISIONS = ("fp32", "bf16")
 FLOAT_RANGES = {
@@ -31,7 +33,7 @@ FLOAT_RANGES = {
     "saturation_weight_max": "(0, 1]",
     "lr": "(0, 1e30]",
     "adam_eps": "(0, 1]",
-    "clip_norm": "(0, 1e30]",
+    "clip_norm": "[0, 1e30]",
     "lr_decay": "(0, 1]",
     "grad_noise_scale": "[0, 100]",
     "pull_start": "[0, 1000]",
@@ -70,9 +72,13 @@ class TrainConfig(RunConfig):
     relax_copies: int | None = None
     """Parameter-sharing relaxation copies, step t uses copy t mod r; None = the model's (k15: 6, f17: 1 = off)."""
     dropout: float | None = None
-    """k15: rate on the state after each step, times 8/length (P16); f17: rate on the candidate. None: 0.15 / 0.1."""
+    """k15: rate on the state after each step, times 8/length (P16); f17: rate on the input and the candidate.
+    None: k15 0.15; f17 per task as F17's trainer: 0.5 for badd, 0.1 otherwise."""
     init_scale: float = 1.8
     """Factor of the uniform unit-scaling initialiser (K15)."""
+    init: str | None = None
+    """torch: weights as the modules build them (k15: unit scaling and an N(0, 1) embedding; f17: PyTorch's defaults,
+    our F17 recipe until issue 19); f17: F17's glorot-uniform weights, zero biases (model f17 only). None: torch/f17."""
     sigmoid_cutoff: float = 1.2
     """Cutoff c of the hard sigmoid clamp(c*sigmoid(x) - (c-1)/2, 0, 1) used by the CGRU gates."""
     saturation_limit: float = 0.9
@@ -111,15 +117,19 @@ class TrainConfig(RunConfig):
     batch_size: int = 32
     """Examples per training step."""
     optimizer: str | None = None
-    """adam, or adamax with F17's beta2 schedule; None = the model's (k15: adam, f17: adamax)."""
+    """adam; adamax: torch's (bias-corrected); adamax_f17: F17's (no bias correction, per-element clip to 1.2 x its
+    running max + 1e-4); both AdaMax with F17's beta2 schedule. None = the model's (k15: adam, f17: adamax_f17)."""
     lr: float | None = None
     """Learning rate in (0, 1e30]; None = the model's (k15: 1e-3; f17: 0.01 * 48 / width)."""
     adam_eps: float = 1e-4
     """Adam epsilon (P16; K15 first release 1e-5). AdaMax uses F17's 1e-8."""
-    clip_norm: float = 1.0
-    """Global gradient-norm clip."""
+    clip_norm: float | None = None
+    """Global gradient-norm clip (0 = off); None = the model's (k15: 1.0; f17: off, as F17)."""
     lr_decay: float | None = None
-    """LR factor when a check window's loss exceeds the max of the previous three (1 = off); None: 0.98 / 0.7."""
+    """LR factor when `lr_decay_rule` fires at a check (1 = off); None: 0.98 / 0.7."""
+    lr_decay_rule: str | None = None
+    """k15: decay when a check window's loss exceeds the max of the previous three (P16); f17: when the window two
+    checks back beats both later ones, never below lr / 60 (F17). None = the model's (k15 / f17)."""
     grad_noise: bool = False
     """Add gradient noise std = scale*sqrt(step^-0.55 * max(0, seq_err - 0.02)); the released TF code never did."""
     grad_noise_scale: float = 1.0
@@ -211,6 +221,13 @@ class TrainConfig(RunConfig):
             f"is {quote(self.optimizer)}",
             f"use one of {', '.join(OPTIMIZERS)}",
         )
+        need(
+            self.lr_decay_rule in LR_DECAY_RULES,
+            "lr_decay_rule",
+            f"is {quote(self.lr_decay_rule)}",
+            f"use one of {', '.join(LR_DECAY_RULES)}",
+        )
+        need(self.init in INITS, "init", f"is {quote(self.init)}", f"use one of {', '.join(INITS)}")
         need(self.memory in MEMORY_MODES, "memory", f"is {quote(self.memory)}", f"use one of {', '.join(MEMORY_MODES)}")
         need(
             self.precision in PRECISIONS,

@@ -22,6 +22,7 @@ from neuralgpu.config import ConfigError, TrainConfig
 from neuralgpu.curriculum import LengthCurriculum, TaskCurriculum, make_curriculum
 from neuralgpu.evaluate import error_rates, evaluate_length
 from neuralgpu.model import ModelConfig
+from neuralgpu.optim import AdamaxF17
 from neuralgpu.probes import run_probes
 from neuralgpu.tasks import VOCAB_SIZE, get_task, random_batch, tough_batch
 from neuralgpu.variants import variant
@@ -70,6 +71,8 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamax_f17":
+        return AdamaxF17(model.parameters(), lr=cfg.lr, betas=(0.9, adamax_beta2(0)), eps=1e-8)
     if cfg.optimizer == "adamax":
         return torch.optim.Adamax(model.parameters(), lr=cfg.lr, betas=(0.9, adamax_beta2(0)), eps=1e-8)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -78,6 +81,28 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
 def adamax_beta2(step: int) -> float:
     """F17's AdaMax schedule: beta2 = 1 - max(0.0005, 0.01 * 0.5^(step / 2000))."""
     return 1.0 - max(0.0005, 0.01 * 0.5 ** (step / 2000))
+
+
+F17_LR_FLOOR = 60
+"""F17 never decays the learning rate below its initial value / 60 (DNGPU_model.py: min_learning_rate)."""
+
+
+def lr_after_check(cfg: TrainConfig, lr: float, previous: list[float], window_loss: float) -> float:
+    """The learning rate after a check whose window loss is `window_loss`; `previous` holds the earlier windows'
+    losses, oldest first.
+
+    k15 (P16 trainer.py): decay when the window is worse than every one of the previous three.
+    f17 (DNGPU_trainer.py): with L the windows including this one, decay when min(L[-2:]) > min(L[-3:]), i.e. when
+    the window two checks back is strictly lower than both later ones (no progress in two checks); never below
+    cfg.lr / 60.
+    """
+    if cfg.lr_decay_rule == "f17":
+        if len(previous) >= 2 and previous[-2] < min(previous[-1], window_loss):
+            return max(lr * cfg.lr_decay, cfg.lr / F17_LR_FLOOR)
+        return lr
+    if len(previous) >= 3 and window_loss > max(previous[-3:]):
+        return lr * cfg.lr_decay
+    return lr
 
 
 def gradient_noise_std(cfg: TrainConfig, step: int, seq_error: float) -> float:
@@ -138,7 +163,7 @@ class Trainer(LoopTrainer):
     def __init__(self, cfg: TrainConfig, report: Report | None, checkpoint_dir: str | None):
         super().__init__(cfg, report, checkpoint_dir)
         self.variant = variant(cfg.model)
-        self.rngs, model = seed_everything(*cfg.run_seeds(), Generators, lambda: self.variant.build(model_config(cfg)))
+        self.rngs, model = seed_everything(*cfg.run_seeds(), Generators, self.build_model)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.schedule = TaskCurriculum(
@@ -156,6 +181,12 @@ class Trainer(LoopTrainer):
         self.probe_table: list[dict] = []
         if cfg.precision == "bf16" and self.device.type != "cuda":
             raise ConfigError("config: `precision` bf16 needs a CUDA device; use precision: fp32 on a CPU.")
+
+    def build_model(self) -> torch.nn.Module:
+        """The model with its initial weights (called once the init seed is set)."""
+        model = self.variant.build(model_config(self.cfg))
+        self.variant.initialise(model, self.cfg)
+        return model
 
     @property
     def curriculum(self) -> LengthCurriculum:
@@ -198,7 +229,8 @@ class Trainer(LoopTrainer):
             objective = objective + progress.pull * self.model.relaxation_penalty()
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+        if cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
         progress.step += 1
         if cfg.grad_noise:
             std = gradient_noise_std(cfg, progress.step, progress.recent_seq_error)
@@ -206,7 +238,7 @@ class Trainer(LoopTrainer):
                 for p in self.model.parameters():
                     if p.grad is not None:
                         p.grad.add_(torch.randn_like(p.grad) * std)
-        if cfg.optimizer == "adamax":
+        if cfg.optimizer in ("adamax", "adamax_f17"):
             for group in self.optimizer.param_groups:
                 group["betas"] = (0.9, adamax_beta2(progress.step))
         self.optimizer.step()
@@ -238,8 +270,9 @@ class Trainer(LoopTrainer):
                 else:
                     self.model.average_copies()
         window_loss = progress.check_loss_sum / max(progress.check_loss_steps, 1)
-        if len(progress.check_losses) >= 3 and window_loss > max(progress.check_losses[-3:]):
-            progress.lr *= cfg.lr_decay
+        lr = lr_after_check(cfg, progress.lr, progress.check_losses, window_loss)
+        if lr != progress.lr:
+            progress.lr = lr
             for group in self.optimizer.param_groups:
                 group["lr"] = progress.lr
         progress.check_losses = [*progress.check_losses[-2:], window_loss]

@@ -176,7 +176,9 @@ TRAINERS: dict[str, TrainerSpec] = {
         owners=NEURALGPU_OWNERS,
         tag_fields=CONFIG_TAGS[NEURALGPU],
         describe_success=neuralgpu_success,
-        later_fields={"success_confirm": 0, **SPLIT_SEEDS_UNSET},
+        # init and lr_decay_rule (issue 19) at K15's values: K15 pools keep their keys; F17 pools get new ones, as
+        # F17's recipe changed (its own AdaMax, LR rule, initialisation and dropout per task).
+        later_fields={"success_confirm": 0, "init": "torch", "lr_decay_rule": "k15", **SPLIT_SEEDS_UNSET},
     ),
     RL: TrainerSpec(
         name=RL,

@@ -89,7 +89,7 @@ def test_model_choice_brings_its_own_recipe():
     k15 = TrainConfig.from_dict({"width": 96})
     f17 = TrainConfig.from_dict({"model": "f17", "width": 96})
     assert (k15.optimizer, k15.lr, k15.curriculum, k15.relax_copies) == ("adam", 1e-3, "length", 6)
-    assert (f17.optimizer, f17.curriculum, f17.relax_copies, f17.dropout) == ("adamax", "bins", 1, 0.1)
+    assert (f17.optimizer, f17.curriculum, f17.relax_copies, f17.dropout) == ("adamax_f17", "bins", 1, 0.5)  # badd
     assert f17.lr == pytest.approx(0.01 * 48 / 96)
     assert TrainConfig.from_dict({"model": "f17", "lr": 0.02}).lr == 0.02  # an explicit value wins
     with pytest.raises(ConfigError, match="F17 shares one weight set"):

@@ -154,16 +154,24 @@ def test_a_field_added_later_keeps_the_keys_of_pools_recorded_before_it(make_swe
     confirmed = load_sweep(str(make_sweep(success={"threshold": 0.01, "length": 11, "confirm": 64}))).trials[0]
     assert confirmed.run_config["success_confirm"] == 64
     assert confirmed.key != trial.key
-    split_seeds = ("init_seed", "data_seed")  # also later fields, unset here
+    at_neutral = {k for k, v in later.items() if k != "success_confirm" and confirmed.run_config[k] == v}
+    assert at_neutral == {"init_seed", "data_seed", "init", "lr_decay_rule"}  # also later fields, neutral here
     assert confirmed.key == trial_key(
-        "neuralgpu", {k: v for k, v in confirmed.run_config.items() if k not in split_seeds}
+        "neuralgpu", {k: v for k, v in confirmed.run_config.items() if k not in at_neutral}
     )
 
 
 # Keys of shipped pools as recorded on 2026-11-26. A new run-config field changes every key (and makes recorded
 # pools look stale) unless TrainerSpec.later_fields lists it with its neutral value; a changed default changes them
-# on purpose, and then these pins are updated with it.
-RECORDED_KEYS = {"smoke": "574d80acbd7d0717", "bmul_f17": "59dabb2144f149b4", "rl_qlearning": "c6248bd1ca78ba58"}
+# on purpose, and then these pins are updated with it. Issue 19 changed the F17 recipe (its AdaMax, LR rule, init,
+# no global clip, dropout per task): smoke and bmul_f17 got new keys then (recorded: 574d80acbd7d0717,
+# 59dabb2144f149b4); bmul_k15 was pinned then, unchanged.
+RECORDED_KEYS = {
+    "smoke": "40677c2e887a95a6",
+    "bmul_f17": "f21586bc79852772",
+    "bmul_k15": "502a2c2d6e1a91a7",
+    "rl_qlearning": "c6248bd1ca78ba58",
+}
 
 
 @pytest.mark.parametrize(("name", "key"), sorted(RECORDED_KEYS.items()))
@@ -173,6 +181,12 @@ def test_recorded_pools_keep_their_keys(name, key):
         f"the first trial of {name} no longer has the key its recorded runs carry: a new run-config field must be "
         "added to TrainerSpec.later_fields with the value that keeps the old behaviour"
     )
+
+
+def test_the_pre_issue_19_f17_recipe_gets_its_recorded_keys_back():
+    """F17 pools recorded before issue 19 resume and grow under the fields that restore the old recipe."""
+    old_recipe = ["base.optimizer=adamax", "base.init=torch", "base.lr_decay_rule=k15", "base.clip_norm=1.0"]
+    assert load_sweep("bmul_f17", old_recipe).trials[0].key == "59dabb2144f149b4"  # bmul's dropout is 0.1 still
 
 
 def test_growing_a_pool_keeps_the_old_keys(make_sweep):

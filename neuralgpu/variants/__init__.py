@@ -40,6 +40,10 @@ class ModelVariant:
     def build(self, model_cfg: ModelConfig) -> torch.nn.Module:
         return load_object(self.module)(model_cfg)
 
+    def initialise(self, model: torch.nn.Module, cfg: TrainConfig) -> None:
+        """Re-draw the weights of a model just built, as `cfg.init` says (under the init seed; "torch" keeps the
+        modules' own initialisation and draws nothing)."""
+
     def dropout_rate(self, cfg: TrainConfig, length: int) -> float:
         return cfg.dropout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from neuralgpu.variants import ModelVariant
+from seedcore.config import quote
 
 
 class K15(ModelVariant):
@@ -14,7 +15,18 @@ class K15(ModelVariant):
         "optimizer": "adam",
         "lr": 1e-3,
         "lr_decay": 0.98,
+        "lr_decay_rule": "k15",
+        "init": "torch",
+        "clip_norm": 1.0,
     }
+
+    def check(self, cfg, need) -> None:
+        need(
+            cfg.init == "torch",
+            "init",
+            f"is {quote(cfg.init)} with model k15",
+            "F17's initialisation is for model f17; leave init unset or torch (K15's unit scaling)",
+        )
 
     def dropout_rate(self, cfg, length: int) -> float:
         """P16: keep = 1 - dropout * 8 / length, so short examples get more (capped below 1)."""
