@@ -126,14 +126,22 @@ def reference_step(model_name: str, width: int, length: int, batch: int) -> Call
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
 
 # --- our model written op by op, as before the fused CGRU (the tests' formulation too) ------------------------
+def bernoulli_dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """F.dropout's own computation (a bernoulli_ pass over the whole tensor)."""
+    return x * torch.empty_like(x).bernoulli_(1.0 - rate).div_(1.0 - rate)
+
+
 class UnfusedNeuralGPU(NeuralGPU):
     """NeuralGPU's maths op by op with autograd through every op; same parameters and state_dict."""
+
+    dropout = staticmethod(bernoulli_dropout)
+    """How dropout is drawn (tests swap in the model's `dropout_scale` for the same masks)."""
 
     def forward(self, inputs, targets=None, dropout=0.0, steps=None):
         batch, n = inputs.shape
@@ -150,7 +158,7 @@ class UnfusedNeuralGPU(NeuralGPU):
                 c = torch.tanh(F.conv2d(r * state, cgru.candidate.weight[copy], cgru.candidate.bias[copy], padding=pad))
                 state = (u * state + (1.0 - u) * c) * mask
             if self.training and dropout > 0:
-                state = F.dropout(state, p=dropout)
+                state = self.dropout(state, dropout)
         logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
         return logits, masked_cross_entropy(logits, targets, active)
 
@@ -158,19 +166,23 @@ class UnfusedNeuralGPU(NeuralGPU):
 class UnfusedImprovedNeuralGPU(ImprovedNeuralGPU):
     """ImprovedNeuralGPU's maths op by op with autograd through every op; same parameters and state_dict."""
 
+    dropout = staticmethod(bernoulli_dropout)
+
     def forward(self, inputs, targets=None, dropout=0.0, steps=None):
         batch, n = inputs.shape
         limit, drop = self.cfg.saturation_limit, self.training and dropout > 0
         active, mask = padding_mask(inputs, targets, state_dims=3, dtype=self.embed.weight.dtype)
         x = self.embed(inputs).transpose(1, 2)  # (B, m, n)
         cost = saturation(x, limit) * n
-        state = F.dropout(hard_tanh(x), p=dropout, training=drop) * mask
+        state = hard_tanh(x)
+        state = (self.dropout(state, dropout) if drop else state) * mask
         cell = self.cell
         for _ in range(n if steps is None else steps):
             gate_pre = cell.gates(state) + cell.gate_bias  # (B, 2m, n)
             r, u = hard_sigmoid(gate_pre).chunk(2, dim=1)
             candidate_pre = cell.candidate(r * state)
-            c = F.dropout(hard_tanh(candidate_pre), p=dropout, training=drop)
+            c = hard_tanh(candidate_pre)
+            c = self.dropout(c, dropout) if drop else c
             cost = cost + saturation(gate_pre, limit) + saturation(candidate_pre, limit)
             state = (u * shift_maps(state) + (1.0 - u) * c) * mask
         logits = self.readout(state).transpose(1, 2)  # (B, n, vocab)
@@ -215,8 +227,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="+", default=[f"{m}:{w}" for m, w in CONFIGS], help="model:width ...")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"Step time against a plain eager reference (CPU, {args.threads} thread(s), length {args.length}, "
-          f"batch {args.batch}; medians, interleaved; target ours/reference <= 0.7)")
+    print(
+        f"Step time against a plain eager reference (CPU, {args.threads} thread(s), length {args.length}, "
+        f"batch {args.batch}; medians, interleaved; target ours/reference <= 0.7)"
+    )
     header = f"{'config':>10} {'reference ms':>13} {'ours ms':>9} {'ratio':>6}"
     print(header + (f" {'unfused ms':>11} {'ratio':>6}" if args.unfused else ""))
     for config in args.configs:
