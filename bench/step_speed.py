@@ -24,8 +24,8 @@ from torch import nn
 
 from bench.common import fixed_length_config
 from neuralgpu.model import (
-    NeuralGPU,
     ImprovedNeuralGPU,
+    NeuralGPU,
     hard_sigmoid,
     hard_tanh,
     masked_cross_entropy,

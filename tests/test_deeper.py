@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from bench.step_speed import UnfusedImprovedNeuralGPU
 from neuralgpu.config import ConfigError, TrainConfig
 from neuralgpu.curriculum import LengthCurriculum, TaskCurriculum
-from bench.step_speed import UnfusedImprovedNeuralGPU
 from neuralgpu.model import DCGRU, ImprovedNeuralGPU, ModelConfig, NeuralGPU, hard_sigmoid, hard_tanh, shift_maps
 from neuralgpu.probes import run_probes
 from neuralgpu.tasks import VOCAB_SIZE, decode_operands, operands_summing_to, tough_batch
