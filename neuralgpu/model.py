@@ -17,6 +17,7 @@ same gradients.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,6 +166,22 @@ def conv_backward(
     )
 
 
+def clamp_backward_(grad: torch.Tensor, unclamped: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """clamp(x, low, high)'s gradient in place: `grad` where low <= x <= high, else 0. One float pass: the
+    comparisons with bool results that autograd's clamp backward uses cost several times more on a CPU.
+    hardtanh_backward excludes its bounds, so they are widened to the neighbouring floats."""
+    low, high = float_neighbours(unclamped.dtype, low, high)
+    return torch.ops.aten.hardtanh_backward.grad_input(grad, unclamped, low, high, grad_input=grad)
+
+
+@functools.cache
+def float_neighbours(dtype: torch.dtype, low: float, high: float) -> tuple[float, float]:
+    """The floats of `dtype` just below `low` and just above `high`."""
+    below = torch.nextafter(torch.tensor(low, dtype=dtype), torch.tensor(-math.inf, dtype=dtype))
+    above = torch.nextafter(torch.tensor(high, dtype=dtype), torch.tensor(math.inf, dtype=dtype))
+    return below.item(), above.item()
+
+
 def same_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`t` in `like`'s memory layout (channels-last for a channels-last 4-D `like`, else contiguous)."""
     if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
@@ -246,11 +263,11 @@ class CGRU(nn.Module):
 
 class FusedCGRU(torch.autograd.Function):
     """The CGRU of `CGRU.forward` with a hand-written backward: one pass per elementwise result in forward,
-    the GRU update's and gates' derivatives in a few passes in backward, and six saved tensors.
+    a few passes for the GRU update's and the gates' derivatives in backward.
 
     Same maths as sigmoid_cutoff + chunk + tanh + u*s + (1-u)*c + mask op by op (bench.step_speed's
-    UnfusedNeuralGPU; tests/test_fast_step.py checks the gradients agree), including clamp's gradient at the
-    bounds (it passes where the clamped value equals the unclamped one)."""
+    UnfusedNeuralGPU; tests/test_fast_step.py checks the gradients agree), including clamp's gradient at its
+    bounds. The cutoff factor of the gates' derivative is applied to the gate convolution's gradients."""
 
     @staticmethod
     def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, scale, cutoff: float, padding: int):
@@ -258,11 +275,6 @@ class FusedCGRU(torch.autograd.Function):
             sig = torch.sigmoid(F.conv2d(s, gate_w, gate_b, padding=padding))  # (B, 2m, h, n)
             unclamped = torch.add(sig.new_full((), -(cutoff - 1.0) / 2.0), sig, alpha=cutoff)
             g = unclamped.clamp(0.0, 1.0)
-            # d g / d pre-activation = cutoff * sig (1 - sig) where the clamp passes, else 0
-            gate_deriv = torch.ops.aten.sigmoid_backward(
-                torch.where(g == unclamped, sig.new_full((), cutoff), sig.new_zeros(())), sig
-            )
-            del sig, unclamped
             u, r = g.chunk(2, dim=1)  # (B, m, h, n) each
             rs = r * s
             c = torch.tanh(F.conv2d(rs, cand_w, cand_b, padding=padding))
@@ -270,13 +282,13 @@ class FusedCGRU(torch.autograd.Function):
             out = torch.addcmul(c, u, diff)  # u s + (1 - u) c
             if scale is not None:
                 out.mul_(scale)
-        ctx.save_for_backward(s, gate_w, cand_w, gate_deriv, g, rs, c, diff, scale)
-        ctx.padding = padding
+        ctx.save_for_backward(s, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale)
+        ctx.padding, ctx.cutoff = padding, cutoff
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        s, gate_w, cand_w, gate_deriv, g, rs, c, diff, scale = ctx.saved_tensors
+        s, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale = ctx.saved_tensors
         grad = same_layout(grad, s)
         if scale is not None:
             grad = grad * scale
@@ -288,9 +300,12 @@ class FusedCGRU(torch.autograd.Function):
         d_rs, d_cand_w, d_cand_b = conv_backward(d_cand, rs, cand_w, ctx.padding)
         torch.mul(d_rs, s, out=d_r)
         d_s = torch.addcmul(grad * u, d_rs, r)
-        d_gates.mul_(gate_deriv)
+        # d g / d pre-activation = cutoff sig (1 - sig) where the clamp passes; cutoff goes on the conv's gradients
+        d_gates = torch.ops.aten.sigmoid_backward(clamp_backward_(d_gates, unclamped, 0.0, 1.0), sig)
         d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates, s, gate_w, ctx.padding)
-        d_s.add_(d_s_gates)
+        d_s.add_(d_s_gates, alpha=ctx.cutoff)
+        d_gate_w.mul_(ctx.cutoff)
+        d_gate_b.mul_(ctx.cutoff)
         return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None
 
 
@@ -443,7 +458,8 @@ class FusedDCGRU(torch.autograd.Function):
 
     Same maths as hard_sigmoid + chunk + hard_tanh + dropout + saturation + u*shift(s) + (1-u)*c + mask op by op
     (bench.step_speed's UnfusedImprovedNeuralGPU; tests/test_fast_step.py checks the gradients agree), including
-    clamp's gradient at the bounds. relu(|x| - limit) is computed as |softshrink(x, limit)| (equal in floats),
+    clamp's gradient at its bounds. The hard sigmoid's factor 0.5 goes on the gate convolution's gradients (exact:
+    a power of two). relu(|x| - limit) is computed as |softshrink(x, limit)| (equal in floats),
     whose sign is the cost's derivative."""
 
     @staticmethod
@@ -452,17 +468,13 @@ class FusedDCGRU(torch.autograd.Function):
             gate_pre = F.conv2d(s, gate_w, gate_b, padding=padding)  # (B, 2m, 1, n)
             unclamped = torch.add(gate_pre.new_full((), 0.5), gate_pre, alpha=0.5)
             g = unclamped.clamp(0.0, 1.0)
-            gate_deriv = torch.where(g == unclamped, gate_pre.new_full((), 0.5), gate_pre.new_zeros(()))
-            del unclamped
             gate_excess = F.softshrink(gate_pre, limit)
             r, u = g.chunk(2, dim=1)  # (B, m, 1, n) each
             rs = r * s
             cand_pre = F.conv2d(rs, cand_w, cand_b, padding=padding)  # (B, m, 1, n)
             c = cand_pre.clamp(-1.0, 1.0)
-            cand_passes = c == cand_pre
             cand_excess = F.softshrink(cand_pre, limit)
             cost = gate_excess.abs().sum() + cand_excess.abs().sum()
-            del gate_pre, cand_pre
             if drop is not None:
                 c.mul_(drop)
             diff = shift_maps(s) - c
@@ -470,14 +482,14 @@ class FusedDCGRU(torch.autograd.Function):
             if mask is not None:
                 out.mul_(mask)
         ctx.save_for_backward(
-            s, gate_w, cand_w, gate_deriv, g, rs, cand_passes, diff, drop, mask, gate_excess.sign(), cand_excess.sign()
+            s, gate_w, cand_w, unclamped, g, rs, cand_pre, diff, drop, mask, gate_excess.sign(), cand_excess.sign()
         )
         ctx.padding = padding
         return out, cost
 
     @staticmethod
     def backward(ctx, grad, grad_cost):
-        s, gate_w, cand_w, gate_deriv, g, rs, cand_passes, diff, drop, mask, gate_sign, cand_sign = ctx.saved_tensors
+        s, gate_w, cand_w, unclamped, g, rs, cand_pre, diff, drop, mask, gate_sign, cand_sign = ctx.saved_tensors
         grad = same_layout(grad, s)
         if mask is not None:
             grad = grad * mask
@@ -488,13 +500,16 @@ class FusedDCGRU(torch.autograd.Function):
         d_c = torch.addcmul(grad, grad, u, value=-1.0)  # (1 - u) grad
         if drop is not None:
             d_c.mul_(drop)
-        d_cand = d_c.mul_(cand_passes).addcmul_(cand_sign, grad_cost)
+        d_cand = clamp_backward_(d_c, cand_pre, -1.0, 1.0).addcmul_(cand_sign, grad_cost)
         d_rs, d_cand_w, d_cand_b = conv_backward(d_cand, rs, cand_w, ctx.padding)
         torch.mul(d_rs, s, out=d_r)
         d_s = torch.addcmul(unshift_maps(grad * u), d_rs, r)
-        d_gates.mul_(gate_deriv).addcmul_(gate_sign, grad_cost)
+        # d g / d pre-activation = 0.5 where the clamp passes, 0.5 applied after the convolution's backward
+        clamp_backward_(d_gates, unclamped, 0.0, 1.0).addcmul_(gate_sign, 2.0 * grad_cost)
         d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates, s, gate_w, ctx.padding)
-        d_s.add_(d_s_gates)
+        d_s.add_(d_s_gates, alpha=0.5)
+        d_gate_w.mul_(0.5)
+        d_gate_b.mul_(0.5)
         return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None, None
 
 
