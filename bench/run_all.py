@@ -1,11 +1,12 @@
 """`make bench`: every benchmark, one table each (CPU-sized defaults; see each module for GPU settings)."""
 
-from bench import adaptive_design, cluster_overhead, memory_modes, neuralgpu_throughput
+from bench import adaptive_design, cluster_overhead, memory_modes, neuralgpu_throughput, step_speed
 
 
 def main() -> None:
     neuralgpu_throughput.main([])
     neuralgpu_throughput.main(["--model", "f17", "--widths", "96"])
+    step_speed.main([])
     memory_modes.main([])
     cluster_overhead.main([])
     adaptive_design.main([])
