@@ -12,6 +12,11 @@ Memory modes (both models): "plain"; "checkpoint" recomputes each step's activat
 (torch.utils.checkpoint, RNG state preserved so dropout masks repeat); "offload" keeps saved activations in host
 memory (torch.autograd.graph.save_on_cpu, the analogue of P16's tf.while_loop swap_memory). All three give the
 same gradients.
+
+Speed (issue #17): each CGRU/DCGRU step is one custom autograd function (`FusedCGRU`, `FusedDCGRU`) with a
+hand-written backward, on channels-last states (F17's as (B, m, 1, n)), with dropout masks drawn by geometric gaps
+on a CPU. `bench/step_speed.py` keeps the op-by-op formulation, and tests/test_fast_step.py checks that both give
+the same gradients.
 """
 
 from __future__ import annotations
@@ -114,7 +119,9 @@ def run_step(step: Callable[..., torch.Tensor], mode: str, *args) -> torch.Tenso
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The dtype autocast would run convolutions in on this device, or None when autocast is off."""
+    """The dtype autocast would run convolutions in on this device, or None when autocast is off. The fused
+    steps run their convolutions in the dtype of the weights they are given and keep the state in its own
+    (fp32), as autocast does op by op."""
     if torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return None
@@ -272,23 +279,24 @@ class FusedCGRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, scale, cutoff: float, padding: int):
         with torch.autocast(s.device.type, enabled=False):
-            sig = torch.sigmoid(F.conv2d(s, gate_w, gate_b, padding=padding))  # (B, 2m, h, n)
+            s_conv = s.to(gate_w.dtype)  # the convolutions' dtype (autocast's), the state stays in its own
+            sig = torch.sigmoid(F.conv2d(s_conv, gate_w, gate_b, padding=padding).to(s.dtype))  # (B, 2m, h, n)
             unclamped = torch.add(sig.new_full((), -(cutoff - 1.0) / 2.0), sig, alpha=cutoff)
             g = unclamped.clamp(0.0, 1.0)
             u, r = g.chunk(2, dim=1)  # (B, m, h, n) each
-            rs = r * s
-            c = torch.tanh(F.conv2d(rs, cand_w, cand_b, padding=padding))
+            rs = (r * s).to(cand_w.dtype)
+            c = torch.tanh(F.conv2d(rs, cand_w, cand_b, padding=padding).to(s.dtype))
             diff = s - c
             out = torch.addcmul(c, u, diff)  # u s + (1 - u) c
             if scale is not None:
                 out.mul_(scale)
-        ctx.save_for_backward(s, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale)
+        ctx.save_for_backward(s, s_conv, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale)
         ctx.padding, ctx.cutoff = padding, cutoff
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        s, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale = ctx.saved_tensors
+        s, s_conv, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale = ctx.saved_tensors
         grad = same_layout(grad, s)
         if scale is not None:
             grad = grad * scale
@@ -297,13 +305,14 @@ class FusedCGRU(torch.autograd.Function):
         d_u, d_r = d_gates.chunk(2, dim=1)
         torch.mul(grad, diff, out=d_u)
         d_cand = torch.ops.aten.tanh_backward(torch.addcmul(grad, grad, u, value=-1.0), c)  # (1 - u) grad
-        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand, rs, cand_w, ctx.padding)
+        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding)
+        d_rs = d_rs.to(s.dtype)
         torch.mul(d_rs, s, out=d_r)
         d_s = torch.addcmul(grad * u, d_rs, r)
         # d g / d pre-activation = cutoff sig (1 - sig) where the clamp passes; cutoff goes on the conv's gradients
         d_gates = torch.ops.aten.sigmoid_backward(clamp_backward_(d_gates, unclamped, 0.0, 1.0), sig)
-        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates, s, gate_w, ctx.padding)
-        d_s.add_(d_s_gates, alpha=ctx.cutoff)
+        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding)
+        d_s.add_(d_s_gates.to(s.dtype), alpha=ctx.cutoff)
         d_gate_w.mul_(ctx.cutoff)
         d_gate_b.mul_(ctx.cutoff)
         return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None
@@ -362,9 +371,7 @@ class NeuralGPU(nn.Module):
             if mask is not None:
                 state = state * mask
             # Channels-last: oneDNN's 3x3 convolutions (backward above all) run up to 2x faster on this layout.
-            state = state.to(dtype or state.dtype, memory_format=torch.channels_last)
-            if mask is not None and dtype is not None:
-                mask = mask.to(dtype)
+            state = state.to(self.embed.weight.dtype, memory_format=torch.channels_last)
             for t in range(n if steps is None else steps):
                 state = run_step(step, self.cfg.memory, state, t % self.cfg.relax_copies)
             logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
@@ -443,10 +450,7 @@ class DCGRU(nn.Module):
         if flat:
             s = s.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             mask = None if mask is None else mask.unsqueeze(2)
-        dtype = autocast_dtype(s.device)
-        weights = self.weights(dtype) if weights is None else weights
-        if dtype is not None:
-            s, mask = s.to(dtype), None if mask is None else mask.to(dtype)
+        weights = self.weights(autocast_dtype(s.device)) if weights is None else weights
         drop = dropout_scale(s, dropout) if self.training and dropout > 0 else None  # on c, shaped like s
         padding = (0, self.gates.padding[0])
         new, cost = FusedDCGRU.apply(s, *weights, drop, mask, self.limit, padding)
@@ -465,13 +469,14 @@ class FusedDCGRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, drop, mask, limit: float, padding: int):
         with torch.autocast(s.device.type, enabled=False):
-            gate_pre = F.conv2d(s, gate_w, gate_b, padding=padding)  # (B, 2m, 1, n)
+            s_conv = s.to(gate_w.dtype)  # the convolutions' dtype (autocast's), the state stays in its own
+            gate_pre = F.conv2d(s_conv, gate_w, gate_b, padding=padding).to(s.dtype)  # (B, 2m, 1, n)
             unclamped = torch.add(gate_pre.new_full((), 0.5), gate_pre, alpha=0.5)
             g = unclamped.clamp(0.0, 1.0)
             gate_excess = F.softshrink(gate_pre, limit)
             r, u = g.chunk(2, dim=1)  # (B, m, 1, n) each
-            rs = r * s
-            cand_pre = F.conv2d(rs, cand_w, cand_b, padding=padding)  # (B, m, 1, n)
+            rs = (r * s).to(cand_w.dtype)
+            cand_pre = F.conv2d(rs, cand_w, cand_b, padding=padding).to(s.dtype)  # (B, m, 1, n)
             c = cand_pre.clamp(-1.0, 1.0)
             cand_excess = F.softshrink(cand_pre, limit)
             cost = gate_excess.abs().sum() + cand_excess.abs().sum()
@@ -482,14 +487,28 @@ class FusedDCGRU(torch.autograd.Function):
             if mask is not None:
                 out.mul_(mask)
         ctx.save_for_backward(
-            s, gate_w, cand_w, unclamped, g, rs, cand_pre, diff, drop, mask, gate_excess.sign(), cand_excess.sign()
+            s,
+            s_conv,
+            gate_w,
+            cand_w,
+            unclamped,
+            g,
+            rs,
+            cand_pre,
+            diff,
+            drop,
+            mask,
+            gate_excess.sign(),
+            cand_excess.sign(),
         )
         ctx.padding = padding
         return out, cost
 
     @staticmethod
     def backward(ctx, grad, grad_cost):
-        s, gate_w, cand_w, unclamped, g, rs, cand_pre, diff, drop, mask, gate_sign, cand_sign = ctx.saved_tensors
+        s, s_conv, gate_w, cand_w, unclamped, g, rs, cand_pre, diff, drop, mask, gate_sign, cand_sign = (
+            ctx.saved_tensors
+        )
         grad = same_layout(grad, s)
         if mask is not None:
             grad = grad * mask
@@ -501,13 +520,14 @@ class FusedDCGRU(torch.autograd.Function):
         if drop is not None:
             d_c.mul_(drop)
         d_cand = clamp_backward_(d_c, cand_pre, -1.0, 1.0).addcmul_(cand_sign, grad_cost)
-        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand, rs, cand_w, ctx.padding)
+        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding)
+        d_rs = d_rs.to(s.dtype)
         torch.mul(d_rs, s, out=d_r)
         d_s = torch.addcmul(unshift_maps(grad * u), d_rs, r)
         # d g / d pre-activation = 0.5 where the clamp passes, 0.5 applied after the convolution's backward
         clamp_backward_(d_gates, unclamped, 0.0, 1.0).addcmul_(gate_sign, 2.0 * grad_cost)
-        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates, s, gate_w, ctx.padding)
-        d_s.add_(d_s_gates, alpha=0.5)
+        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding)
+        d_s.add_(d_s_gates.to(s.dtype), alpha=0.5)
         d_gate_w.mul_(0.5)
         d_gate_b.mul_(0.5)
         return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None, None
