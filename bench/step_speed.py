@@ -13,6 +13,7 @@ through the same trainer step: the before/after of the fusion in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -204,22 +205,29 @@ def our_step(model_name: str, width: int, length: int, batch: int, unfused: bool
     return trainer.train_step
 
 
-def median_ms(steps: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
-    """Median milliseconds per call of each step, the steps called in turn `repeats` times after one warm-up."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
+def interleaved_times(steps: dict[str, Callable[[], float]], repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Wall and CPU (this process) milliseconds of each step, the steps called in turn `repeats` times after one
+    warm-up each. Returns {"wall": {name: [ms, ...]}, "cpu": {...}}, index i = round i."""
+    times = {clock: {name: [] for name in steps} for clock in ("wall", "cpu")}
     for step in steps.values():
         step()  # warm-up: allocator, kernels, optimiser state
     for _ in range(repeats):
         for name, step in steps.items():
-            started = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             step()
-            times[name].append(1e3 * (time.perf_counter() - started))
-    return {name: statistics.median(t) for name, t in times.items()}
+            times["wall"][name].append(1e3 * (time.perf_counter() - wall))
+            times["cpu"][name].append(1e3 * (time.process_time() - cpu))
+    return times
+
+
+def paired_ratio(times: dict[str, list[float]], name: str) -> float:
+    """Median over rounds of `name`'s time over the reference's in the same round (cancels slow load swings)."""
+    return statistics.median(t / r for t, r in zip(times[name], times["reference"], strict=True))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps of each (width 128: half, at least 2)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps of each (width 128: 3)")
     parser.add_argument("--length", type=int, default=41)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
@@ -229,10 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     print(
         f"Step time against a plain eager reference (CPU, {args.threads} thread(s), length {args.length}, "
-        f"batch {args.batch}; medians, interleaved; target ours/reference <= 0.7)"
+        f"batch {args.batch}; interleaved rounds; ms: wall-clock medians; ratio: median of per-round ratios, "
+        f"by wall clock and by this process's CPU time; target ours/reference <= 0.7; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
-    header = f"{'config':>10} {'reference ms':>13} {'ours ms':>9} {'ratio':>6}"
-    print(header + (f" {'unfused ms':>11} {'ratio':>6}" if args.unfused else ""))
+    names = ["ours", "unfused"] if args.unfused else ["ours"]
+    print(f"{'config':>10} {'reference ms':>13}" + "".join(f" {n + ' ms':>11} {'ratio':>6} {'cpu':>5}" for n in names))
     for config in args.configs:
         model_name, width = config.split(":")[0], int(config.split(":")[1])
         steps = {
@@ -241,11 +251,12 @@ def main(argv: list[str] | None = None) -> None:
         }
         if args.unfused:
             steps["unfused"] = our_step(model_name, width, args.length, args.batch, unfused=True)
-        repeats = args.repeats if width < 128 else max(2, args.repeats // 2)
-        ms = median_ms(steps, repeats)
-        row = f"{config:>10} {ms['reference']:>13.1f} {ms['ours']:>9.1f} {ms['ours'] / ms['reference']:>6.2f}"
-        if args.unfused:
-            row += f" {ms['unfused']:>11.1f} {ms['unfused'] / ms['reference']:>6.2f}"
+        times = interleaved_times(steps, args.repeats if width < 128 else min(args.repeats, 3))
+        wall = {name: statistics.median(t) for name, t in times["wall"].items()}
+        row = f"{config:>10} {wall['reference']:>13.1f}"
+        for name in names:
+            wall_ratio, cpu_ratio = paired_ratio(times["wall"], name), paired_ratio(times["cpu"], name)
+            row += f" {wall[name]:>11.1f} {wall_ratio:>6.2f} {cpu_ratio:>5.2f}"
         print(row, flush=True)
 
 
