@@ -1,14 +1,24 @@
 """`make bench`: every benchmark, one table each (CPU-sized defaults; see each module for GPU settings)."""
 
-from bench import adaptive_design, cluster_overhead, memory_modes, neuralgpu_throughput, pool_overhead
+from bench import (
+    adaptive_design,
+    cluster_overhead,
+    memory_modes,
+    neuralgpu_throughput,
+    pool_overhead,
+    step_speed,
+    stopping_cost,
+)
 
 
 def main() -> None:
     neuralgpu_throughput.main([])
     neuralgpu_throughput.main(["--model", "f17", "--widths", "96"])
+    step_speed.main([])
     memory_modes.main([])
     cluster_overhead.main([])
     pool_overhead.main([])
+    stopping_cost.main([])
     adaptive_design.main([])
 
 

@@ -12,11 +12,17 @@ Memory modes (both models): "plain"; "checkpoint" recomputes each step's activat
 (torch.utils.checkpoint, RNG state preserved so dropout masks repeat); "offload" keeps saved activations in host
 memory (torch.autograd.graph.save_on_cpu, the analogue of P16's tf.while_loop swap_memory). All three give the
 same gradients.
+
+Speed (issue #17): each CGRU/DCGRU step is one custom autograd function (`FusedCGRU`, `FusedDCGRU`) with a
+hand-written backward, on channels-last states (F17's as (B, m, 1, n)), with dropout masks drawn by geometric gaps
+on a CPU. `bench/step_speed.py` keeps the op-by-op formulation, and tests/test_fast_step.py checks that both give
+the same gradients.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,14 +78,30 @@ def saturation(x: torch.Tensor, limit: float) -> torch.Tensor:
 
 
 def shift_maps(s: torch.Tensor) -> torch.Tensor:
-    """F17's diagonal move of a (B, m, n) state: the last third of the maps takes the value of the right
-    neighbour, the third before it the left neighbour's, the rest stay (zero enters at the borders)."""
+    """F17's diagonal move of a (B, m, n) or (B, m, 1, n) state: the last third of the maps takes the value of the
+    right neighbour, the third before it the left neighbour's, the rest stay (zero enters at the borders).
+    The result keeps the state's memory layout."""
+    return _shift(s, 1)
+
+
+def unshift_maps(g: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `shift_maps`: the gradient of its input given the gradient of its output."""
+    return _shift(g, -1)
+
+
+def _shift(s: torch.Tensor, direction: int) -> torch.Tensor:
     m = s.shape[1]
     third = m // 3
-    stay, from_left, from_right = s.split([m - 2 * third, third, third], dim=1)
-    from_left = F.pad(from_left[:, :, :-1], (1, 0))  # out[i] = in[i - 1]
-    from_right = F.pad(from_right[:, :, 1:], (0, 1))  # out[i] = in[i + 1]
-    return torch.cat([stay, from_left, from_right], dim=1)
+    stay, left, right = m - 2 * third, slice(m - 2 * third, m - third), slice(m - third, m)
+    if direction < 0:
+        left, right = right, left
+    out = torch.empty_like(s)
+    out[:, :stay] = s[:, :stay]
+    out[:, left, ..., 1:] = s[:, left, ..., :-1]  # out[i] = in[i - 1]
+    out[:, left, ..., 0] = 0.0
+    out[:, right, ..., :-1] = s[:, right, ..., 1:]  # out[i] = in[i + 1]
+    out[:, right, ..., -1] = 0.0
+    return out
 
 
 def memory_context(mode: str) -> contextlib.AbstractContextManager:
@@ -94,6 +116,84 @@ def run_step(step: Callable[..., torch.Tensor], mode: str, *args) -> torch.Tenso
     if mode == "checkpoint" and torch.is_grad_enabled():
         return checkpoint(step, *args, use_reentrant=False)
     return step(*args)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast would run convolutions in on this device, or None when autocast is off. The fused
+    steps run their convolutions in the dtype of the weights they are given and keep the state in its own
+    (fp32), as autocast does op by op."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None
+
+
+def dropout_scale(like: torch.Tensor, rate: float) -> torch.Tensor:
+    """F.dropout's multiplier for a tensor shaped and laid out like `like`: 0 with probability `rate`, else
+    1 / (1 - rate), independently per element.
+
+    On a CPU the drops are placed by geometric gaps (the waiting times of a Bernoulli process, the same
+    distribution) rather than one uniform draw per element: at K15's rate of 0.03 that draws ~30x fewer numbers
+    than `bernoulli_`, whose pass over the whole state cost a few percent of a step. Elsewhere, `bernoulli_`."""
+    keep = 1.0 - rate
+    scale = torch.empty_like(like)
+    if like.device.type != "cpu":
+        return scale.bernoulli_(keep).div_(keep)
+    scale.fill_(1.0 / keep)
+    order = sorted(range(like.dim()), key=lambda d: -like.stride(d))  # the memory order, outermost first
+    flat = scale.permute(order).view(-1)
+    flat[drop_positions(flat.numel(), rate)] = 0.0
+    return scale
+
+
+def drop_positions(numel: int, rate: float) -> torch.Tensor:
+    """Indices in [0, numel) each included independently with probability `rate` (int64, ascending)."""
+    log_keep = math.log1p(-rate)
+    expected = numel * rate
+    chunks, last = [], -1.0
+    while last < numel:
+        # Gap to the next drop ~ Geometric(rate) on {1, 2, ...}: floor(log(V) / log(1 - rate)) + 1, V ~ U(0, 1].
+        count = int(expected + 6 * math.sqrt(expected) + 16)
+        gaps = torch.floor(torch.log1p(-torch.rand(count, dtype=torch.float64)) / log_keep) + 1.0
+        positions = last + gaps.cumsum(0)
+        chunks.append(positions)
+        last = float(positions[-1])
+        expected = (numel - last) * rate  # only if the first draw fell short
+    positions = torch.cat(chunks)
+    return positions[positions < numel].long()
+
+
+def conv_backward(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int | tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients (input, weight, bias) of a stride-1 convolution, given the gradient of its output."""
+    dims = weight.dim() - 2
+    padding = [padding] * dims if isinstance(padding, int) else list(padding)
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight, [weight.shape[0]], [1] * dims, padding, [1] * dims, False, [0] * dims, 1, [True] * 3
+    )
+
+
+def clamp_backward_(grad: torch.Tensor, unclamped: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """clamp(x, low, high)'s gradient in place: `grad` where low <= x <= high, else 0. One float pass: the
+    comparisons with bool results that autograd's clamp backward uses cost several times more on a CPU.
+    hardtanh_backward excludes its bounds, so they are widened to the neighbouring floats."""
+    low, high = float_neighbours(unclamped.dtype, low, high)
+    return torch.ops.aten.hardtanh_backward.grad_input(grad, unclamped, low, high, grad_input=grad)
+
+
+@functools.cache
+def float_neighbours(dtype: torch.dtype, low: float, high: float) -> tuple[float, float]:
+    """The floats of `dtype` just below `low` and just above `high`."""
+    below = torch.nextafter(torch.tensor(low, dtype=dtype), torch.tensor(-math.inf, dtype=dtype))
+    above = torch.nextafter(torch.tensor(high, dtype=dtype), torch.tensor(math.inf, dtype=dtype))
+    return below.item(), above.item()
+
+
+def same_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` in `like`'s memory layout (channels-last for a channels-last 4-D `like`, else contiguous)."""
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
+        return t.contiguous(memory_format=torch.channels_last)
+    return t.contiguous()
 
 
 def padding_mask(
@@ -140,11 +240,82 @@ class CGRU(nn.Module):
         self.candidate = RelaxedConv2d(m, m, k, r, cfg.init_scale)
         self.cutoff = cfg.sigmoid_cutoff
 
-    def forward(self, s: torch.Tensor, copy: int) -> torch.Tensor:
-        # Gate biases start at 0 and the gates get a constant +1 (K15), so the GRU starts close to "keep".
-        u, r = sigmoid_cutoff(self.gates(s, copy) + 1.0, self.cutoff).chunk(2, dim=1)  # (B, m, h, n) each
-        c = torch.tanh(self.candidate(r * s, copy))
-        return u * s + (1.0 - u) * c
+    def copies(self, dtype: torch.dtype | None = None) -> list[tuple[torch.Tensor, ...]]:
+        """Each relaxation copy's (gate weight, gate bias + 1, candidate weight, candidate bias), for `forward`.
+
+        Taken once per forward pass: unbinding the copies lets autograd sum each copy's gradient over its steps
+        (indexing the full weight at every step would pad each step's gradient with zeros to all copies: at
+        width 128 that cost more than the elementwise work). Weights are channels-last, like the state."""
+        cast = (lambda t: t) if dtype is None else (lambda t: t.to(dtype))
+        layout = {"memory_format": torch.channels_last}
+        return [
+            (cast(gw).contiguous(**layout), cast(gb + 1.0), cast(cw).contiguous(**layout), cast(cb))
+            for gw, gb, cw, cb in zip(
+                self.gates.weight.unbind(0),
+                self.gates.bias.unbind(0),
+                self.candidate.weight.unbind(0),
+                self.candidate.bias.unbind(0),
+                strict=True,
+            )
+        ]
+
+    def forward(
+        self, s: torch.Tensor, weights: tuple[torch.Tensor, ...], scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One CGRU on s (B, m, h, n) with one copy's `weights` (from `copies`); the new state is multiplied by
+        `scale` (padding mask and dropout) when given. Gate biases start at 0 and the gates get a constant +1
+        (K15, folded into the bias by `copies`), so the GRU starts close to "keep"."""
+        return FusedCGRU.apply(s, *weights, scale, self.cutoff, self.gates.padding)
+
+
+class FusedCGRU(torch.autograd.Function):
+    """The CGRU of `CGRU.forward` with a hand-written backward: one pass per elementwise result in forward,
+    a few passes for the GRU update's and the gates' derivatives in backward.
+
+    Same maths as sigmoid_cutoff + chunk + tanh + u*s + (1-u)*c + mask op by op (bench.step_speed's
+    UnfusedNeuralGPU; tests/test_fast_step.py checks the gradients agree), including clamp's gradient at its
+    bounds. The cutoff factor of the gates' derivative is applied to the gate convolution's gradients."""
+
+    @staticmethod
+    def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, scale, cutoff: float, padding: int):
+        with torch.autocast(s.device.type, enabled=False):
+            s_conv = s.to(gate_w.dtype)  # the convolutions' dtype (autocast's), the state stays in its own
+            sig = torch.sigmoid(F.conv2d(s_conv, gate_w, gate_b, padding=padding).to(s.dtype))  # (B, 2m, h, n)
+            unclamped = torch.add(sig.new_full((), -(cutoff - 1.0) / 2.0), sig, alpha=cutoff)
+            g = unclamped.clamp(0.0, 1.0)
+            u, r = g.chunk(2, dim=1)  # (B, m, h, n) each
+            rs = (r * s).to(cand_w.dtype)
+            c = torch.tanh(F.conv2d(rs, cand_w, cand_b, padding=padding).to(s.dtype))
+            diff = s - c
+            out = torch.addcmul(c, u, diff)  # u s + (1 - u) c
+            if scale is not None:
+                out.mul_(scale)
+        ctx.save_for_backward(s, s_conv, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale)
+        ctx.padding, ctx.cutoff = padding, cutoff
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        s, s_conv, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale = ctx.saved_tensors
+        grad = same_layout(grad, s)
+        if scale is not None:
+            grad = grad * scale
+        u, r = g.chunk(2, dim=1)
+        d_gates = torch.empty_like(g)  # (B, 2m, h, n): d u, d r side by side, as the gate convolution made them
+        d_u, d_r = d_gates.chunk(2, dim=1)
+        torch.mul(grad, diff, out=d_u)
+        d_cand = torch.ops.aten.tanh_backward(torch.addcmul(grad, grad, u, value=-1.0), c)  # (1 - u) grad
+        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding)
+        d_rs = d_rs.to(s.dtype)
+        torch.mul(d_rs, s, out=d_r)
+        d_s = torch.addcmul(grad * u, d_rs, r)
+        # d g / d pre-activation = cutoff sig (1 - sig) where the clamp passes; cutoff goes on the conv's gradients
+        d_gates = torch.ops.aten.sigmoid_backward(clamp_backward_(d_gates, unclamped, 0.0, 1.0), sig)
+        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding)
+        d_s.add_(d_s_gates.to(s.dtype), alpha=ctx.cutoff)
+        d_gate_w.mul_(ctx.cutoff)
+        d_gate_b.mul_(ctx.cutoff)
+        return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None
 
 
 class NeuralGPU(nn.Module):
@@ -176,21 +347,31 @@ class NeuralGPU(nn.Module):
         """
         batch, n = inputs.shape
         active, mask = padding_mask(inputs, targets, state_dims=4, dtype=self.embed.weight.dtype)  # mask (B, 1, 1, n)
+        if inputs.device.type == "cpu" and bool(active.all()):
+            mask = None  # nothing to zero: skip a pass per CGRU (a host sync, so only where it costs none)
 
         def step(state: torch.Tensor, copy: int) -> torch.Tensor:
-            for cgru in self.cgrus:
+            for i, cgru in enumerate(self.cgrus):
                 # Padding in both input and target stays zero after every CGRU, so a padded column acts exactly
-                # like the convolutions' zero border and never leaks into its neighbours.
-                state = cgru(state, copy) * mask
-            if self.training and dropout > 0:
-                state = F.dropout(state, p=dropout)
+                # like the convolutions' zero border and never leaks into its neighbours. Dropout acts on the
+                # state after the step's last CGRU, in the same multiply as the mask.
+                scale = mask
+                if i == len(self.cgrus) - 1 and self.training and dropout > 0:
+                    scale = dropout_scale(state, dropout) if mask is None else dropout_scale(state, dropout) * mask
+                state = cgru(state, weights[i][copy], scale)
             return state
 
         with memory_context(self.cfg.memory):
+            dtype = autocast_dtype(inputs.device)
+            weights = [cgru.copies(dtype) for cgru in self.cgrus]
             x = torch.tanh(self.embed(inputs)).transpose(1, 2)  # (B, m, n)
             x = self.input_proj(x)
             rest = x.new_zeros(batch, self.cfg.width, self.cfg.height - 1, n)
-            state = torch.cat([x.unsqueeze(2), rest], dim=2) * mask  # (B, m, h, n)
+            state = torch.cat([x.unsqueeze(2), rest], dim=2)  # (B, m, h, n)
+            if mask is not None:
+                state = state * mask
+            # Channels-last: oneDNN's 3x3 convolutions (backward above all) run up to 2x faster on this layout.
+            state = state.to(self.embed.weight.dtype, memory_format=torch.channels_last)
             for t in range(n if steps is None else steps):
                 state = run_step(step, self.cfg.memory, state, t % self.cfg.relax_copies)
             logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
@@ -243,14 +424,113 @@ class DCGRU(nn.Module):
         self.register_buffer("gate_bias", torch.tensor([0.5] * m + [0.7] * m).view(1, 2 * m, 1), persistent=False)
         self.limit = cfg.saturation_limit
 
-    def forward(self, s: torch.Tensor, dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the new state and this step's saturation cost (a scalar)."""
-        gate_pre = self.gates(s) + self.gate_bias  # (B, 2m, n)
-        r, u = hard_sigmoid(gate_pre).chunk(2, dim=1)
-        candidate_pre = self.candidate(r * s)
-        c = F.dropout(hard_tanh(candidate_pre), p=dropout, training=self.training and dropout > 0)
-        cost = saturation(gate_pre, self.limit) + saturation(candidate_pre, self.limit)
-        return u * shift_maps(s) + (1.0 - u) * c, cost
+    def weights(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        """(gate weight, gate bias + F17's 0.5 / 0.7, candidate weight, candidate bias) for `forward`, the kernels
+        as channels-last 1 x k 2-D kernels: oneDNN runs these convolutions on a (B, m, 1, n) channels-last state
+        up to 1.5x faster than Conv1d on (B, m, n). Taken once per forward pass."""
+        cast = (lambda t: t) if dtype is None else (lambda t: t.to(dtype))
+        layout = {"memory_format": torch.channels_last}
+        return [
+            cast(self.gates.weight).unsqueeze(2).contiguous(**layout),
+            cast(self.gates.bias + self.gate_bias.view(-1)),
+            cast(self.candidate.weight).unsqueeze(2).contiguous(**layout),
+            cast(self.candidate.bias),
+        ]
+
+    def forward(
+        self,
+        s: torch.Tensor,
+        dropout: float,
+        mask: torch.Tensor | None = None,
+        weights: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on s (B, m, n), or (B, m, 1, n) channels-last as ImprovedNeuralGPU keeps it. Returns the new
+        state (times `mask` when given) and this step's saturation cost (a scalar)."""
+        flat = s.dim() == 3
+        if flat:
+            s = s.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            mask = None if mask is None else mask.unsqueeze(2)
+        weights = self.weights(autocast_dtype(s.device)) if weights is None else weights
+        drop = dropout_scale(s, dropout) if self.training and dropout > 0 else None  # on c, shaped like s
+        padding = (0, self.gates.padding[0])
+        new, cost = FusedDCGRU.apply(s, *weights, drop, mask, self.limit, padding)
+        return (new.squeeze(2) if flat else new), cost
+
+
+class FusedDCGRU(torch.autograd.Function):
+    """The DCGRU of `DCGRU.forward` and its saturation cost with a hand-written backward.
+
+    Same maths as hard_sigmoid + chunk + hard_tanh + dropout + saturation + u*shift(s) + (1-u)*c + mask op by op
+    (bench.step_speed's UnfusedImprovedNeuralGPU; tests/test_fast_step.py checks the gradients agree), including
+    clamp's gradient at its bounds. The hard sigmoid's factor 0.5 goes on the gate convolution's gradients (exact:
+    a power of two). relu(|x| - limit) is computed as |softshrink(x, limit)| (equal in floats),
+    whose sign is the cost's derivative."""
+
+    @staticmethod
+    def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, drop, mask, limit: float, padding: int):
+        with torch.autocast(s.device.type, enabled=False):
+            s_conv = s.to(gate_w.dtype)  # the convolutions' dtype (autocast's), the state stays in its own
+            gate_pre = F.conv2d(s_conv, gate_w, gate_b, padding=padding).to(s.dtype)  # (B, 2m, 1, n)
+            unclamped = torch.add(gate_pre.new_full((), 0.5), gate_pre, alpha=0.5)
+            g = unclamped.clamp(0.0, 1.0)
+            gate_excess = F.softshrink(gate_pre, limit)
+            r, u = g.chunk(2, dim=1)  # (B, m, 1, n) each
+            rs = (r * s).to(cand_w.dtype)
+            cand_pre = F.conv2d(rs, cand_w, cand_b, padding=padding).to(s.dtype)  # (B, m, 1, n)
+            c = cand_pre.clamp(-1.0, 1.0)
+            cand_excess = F.softshrink(cand_pre, limit)
+            cost = gate_excess.abs().sum() + cand_excess.abs().sum()
+            if drop is not None:
+                c.mul_(drop)
+            diff = shift_maps(s) - c
+            out = torch.addcmul(c, u, diff)  # u shift(s) + (1 - u) c
+            if mask is not None:
+                out.mul_(mask)
+        ctx.save_for_backward(
+            s,
+            s_conv,
+            gate_w,
+            cand_w,
+            unclamped,
+            g,
+            rs,
+            cand_pre,
+            diff,
+            drop,
+            mask,
+            gate_excess.sign(),
+            cand_excess.sign(),
+        )
+        ctx.padding = padding
+        return out, cost
+
+    @staticmethod
+    def backward(ctx, grad, grad_cost):
+        s, s_conv, gate_w, cand_w, unclamped, g, rs, cand_pre, diff, drop, mask, gate_sign, cand_sign = (
+            ctx.saved_tensors
+        )
+        grad = same_layout(grad, s)
+        if mask is not None:
+            grad = grad * mask
+        r, u = g.chunk(2, dim=1)
+        d_gates = torch.empty_like(g)  # (B, 2m, 1, n): d r, d u side by side, as the gate convolution made them
+        d_r, d_u = d_gates.chunk(2, dim=1)
+        torch.mul(grad, diff, out=d_u)
+        d_c = torch.addcmul(grad, grad, u, value=-1.0)  # (1 - u) grad
+        if drop is not None:
+            d_c.mul_(drop)
+        d_cand = clamp_backward_(d_c, cand_pre, -1.0, 1.0).addcmul_(cand_sign, grad_cost)
+        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding)
+        d_rs = d_rs.to(s.dtype)
+        torch.mul(d_rs, s, out=d_r)
+        d_s = torch.addcmul(unshift_maps(grad * u), d_rs, r)
+        # d g / d pre-activation = 0.5 where the clamp passes, 0.5 applied after the convolution's backward
+        clamp_backward_(d_gates, unclamped, 0.0, 1.0).addcmul_(gate_sign, 2.0 * grad_cost)
+        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding)
+        d_s.add_(d_s_gates.to(s.dtype), alpha=0.5)
+        d_gate_w.mul_(0.5)
+        d_gate_b.mul_(0.5)
+        return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None, None
 
 
 class ImprovedNeuralGPU(nn.Module):
@@ -278,20 +558,28 @@ class ImprovedNeuralGPU(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """inputs, targets: (B, n) int64 symbols -> logits (B, n, vocab) and the masked mean cross-entropy."""
         batch, n = inputs.shape
-        active, mask = padding_mask(inputs, targets, state_dims=3, dtype=self.embed.weight.dtype)  # mask (B, 1, n)
+        active, mask = padding_mask(inputs, targets, state_dims=4, dtype=self.embed.weight.dtype)  # mask (B,1,1,n)
+
+        if inputs.device.type == "cpu" and bool(active.all()):
+            mask = None  # nothing to zero: skip a pass per step (a host sync, so only where it costs none)
 
         def step(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            state, cost = self.cell(state, dropout)
-            return state * mask, cost
+            return self.cell(state, dropout, mask, weights)
 
         with memory_context(self.cfg.memory):
+            weights = self.cell.weights(autocast_dtype(inputs.device))
             x = self.embed(inputs).transpose(1, 2)  # (B, m, n)
             cost = saturation(x, self.cfg.saturation_limit) * n
-            state = F.dropout(hard_tanh(x), p=dropout, training=self.training and dropout > 0) * mask
+            # The state is (B, m, 1, n) channels-last between steps (see DCGRU.weights).
+            state = hard_tanh(x).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            if self.training and dropout > 0:
+                state = state * dropout_scale(state, dropout)
+            if mask is not None:
+                state = state * mask
             for _ in range(n if steps is None else steps):
                 state, step_cost = run_step(step, self.cfg.memory, state)
                 cost = cost + step_cost
-            logits = self.readout(state).transpose(1, 2)  # (B, n, vocab)
+            logits = self.readout(state[:, :, 0, :]).transpose(1, 2)  # (B, n, vocab)
         self.saturation_cost = cost / (n * n * batch)
         return logits, masked_cross_entropy(logits, targets, active)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.step_speed import UnfusedImprovedNeuralGPU
 from neuralgpu.config import ConfigError, TrainConfig
 from neuralgpu.curriculum import LengthCurriculum, TaskCurriculum
 from neuralgpu.model import DCGRU, ImprovedNeuralGPU, ModelConfig, NeuralGPU, hard_sigmoid, hard_tanh, shift_maps
@@ -60,16 +61,21 @@ def test_f17_saturation_cost_by_hand():
 
 
 def test_f17_saturation_cost_is_the_sum_over_its_hooked_pre_activations():
+    """The fused DCGRU never calls its conv modules, so the op-by-op formulation (same weights) is hooked."""
     torch.manual_seed(0)
     model = ImprovedNeuralGPU(ModelConfig(vocab_size=VOCAB_SIZE, width=6))
+    reference = UnfusedImprovedNeuralGPU(model.cfg)
     inputs = torch.randint(1, 12, (2, 7))
     pre_activations = {"embed": [], "gates": [], "candidate": []}
     for name in pre_activations:
-        module = model.embed if name == "embed" else getattr(model.cell, name)
+        module = reference.embed if name == "embed" else getattr(reference.cell, name)
         module.register_forward_hook(lambda module, args, out, name=name: pre_activations[name].append(out.detach()))
     with torch.no_grad():
         model.embed.weight.mul_(4.0)  # push some inputs past the limit, so the input layer pays too
-    logits, loss = model(inputs, torch.randint(1, 3, (2, 7)))
+    reference.load_state_dict(model.state_dict())
+    targets = torch.randint(1, 3, (2, 7))
+    reference(inputs, targets)
+    logits, loss = model(inputs, targets)
     assert logits.shape == (2, 7, VOCAB_SIZE) and torch.isfinite(loss)
 
     def cost(x):
