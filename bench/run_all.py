@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one table each (CPU-sized defaults; see each module for GPU settings)."""
 
-from bench import adaptive_design, cluster_overhead, memory_modes, neuralgpu_throughput, pool_overhead
+from bench import adaptive_design, cluster_overhead, memory_modes, neuralgpu_throughput, pool_overhead, rl_episodes
 
 
 def main() -> None:
@@ -9,6 +9,7 @@ def main() -> None:
     memory_modes.main([])
     cluster_overhead.main([])
     pool_overhead.main([])
+    rl_episodes.main([])
     adaptive_design.main([])
 
 
