@@ -6,6 +6,7 @@ from bench import (
     memory_modes,
     neuralgpu_throughput,
     pool_overhead,
+    rl_episodes,
     step_speed,
     stopping_cost,
 )
@@ -19,6 +20,7 @@ def main() -> None:
     cluster_overhead.main([])
     pool_overhead.main([])
     stopping_cost.main([])
+    rl_episodes.main([])
     adaptive_design.main([])
 
 

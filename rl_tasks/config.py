@@ -31,6 +31,7 @@ FLOAT_RANGES = {
     "q_penalty": "[0, 100]",
     "entropy_coef": "[0, 100]",
     "reward_threshold": "[0, 1e6]",
+    "floor_budget": "[0, 1e6]",
 }
 """Float fields without a rule of their own below, and their ranges (seedcore.config.check_ranges);
 probabilities, discounts and max_minutes are checked with their rules."""
@@ -138,6 +139,9 @@ class RLConfig(RunConfig):
     """Episode budget (0 = none; then max_minutes must be set)."""
     max_minutes: float = 0.0
     """Wall-time budget in minutes (0 = none). A time budget makes the stopping episode machine-dependent."""
+    floor_budget: float = 0.0
+    """Also stop after this many times the perfect policy's episodes to solve (rl_tasks.oracle, same env and data
+    seed) plus the 100-episode solved window, so 'solved' means solved within that multiple (0 = off)."""
     patience_episodes: int = 0
     """Stop as `no_progress` when the curriculum length has not grown for this many episodes (0 = never)."""
 

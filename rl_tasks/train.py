@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from rl_tasks.agents import ActionCodec, Controller, ControllerConfig
-from rl_tasks.config import RLConfig
+from rl_tasks.config import ConfigError, RLConfig
 from rl_tasks.curriculum import LsaeCurriculum
 from rl_tasks.envs import MAX_MIN_LENGTH, make_env
 from rl_tasks.evaluate import evaluate_length
 from rl_tasks.learners import build_learner
 from rl_tasks.learners.base import symbol_loss
+from rl_tasks.oracle import episodes_to_solve
 from seedcore.loop import (
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -41,6 +42,8 @@ SOLVED_WINDOW = 100
 """Gym's 'solved': the mean reward over this many consecutive episodes reaches the reward threshold."""
 EASY_START_LENGTH = 12
 """easy_start: carry-free inputs stop once the curriculum length passes this."""
+FLOOR_SEARCH_EPISODES = 20000
+"""floor_budget: how long the perfect policy may take before the env counts as unsolvable with these settings."""
 
 
 @dataclass
@@ -178,6 +181,21 @@ class Trainer(LoopTrainer):
             else None
         )
         self.progress = Progress(best_length=self.curriculum_length())
+        self.floor_budget_episodes = self.episodes_within_floor_budget()
+
+    def episodes_within_floor_budget(self) -> int | None:
+        """floor_budget x the perfect policy's episodes to solve, plus the solved window (None: no such budget)."""
+        cfg = self.cfg
+        if not cfg.floor_budget:
+            return None
+        floor = episodes_to_solve(cfg.env, cfg.run_seeds()[1], FLOOR_SEARCH_EPISODES, **env_kwargs(cfg))
+        if floor is None:
+            raise ConfigError(
+                f"floor_budget is {cfg.floor_budget:g}, but a perfect policy does not solve {cfg.env} with these "
+                f"settings within {FLOOR_SEARCH_EPISODES} episodes, so there is no floor to multiply "
+                "(ReversedAddition3 needs corrected_time_limit: true); set floor_budget: 0 and budget in episodes."
+            )
+        return math.ceil(cfg.floor_budget * floor) + SOLVED_WINDOW
 
     # --- curriculum ---------------------------------------------------------------------------------------
     def curriculum_length(self) -> int:
@@ -196,6 +214,12 @@ class Trainer(LoopTrainer):
             if self.curriculum_length() <= EASY_START_LENGTH:
                 options["carry_free"] = bool(self.rngs.curriculum.random() < 0.5)
         return options
+
+    def stop_reason(self) -> str | None:
+        reason = super().stop_reason()
+        if reason is None and self.floor_budget_episodes and self.progress.step >= self.floor_budget_episodes:
+            return "max_episodes"
+        return reason
 
     # --- one episode --------------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -190,7 +190,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         describe_success=rl_success,
         check_sweep=check_rl_sweep,
         step_unit=STEP_UNITS[RL],
-        later_fields=SPLIT_SEEDS_UNSET,
+        later_fields={**SPLIT_SEEDS_UNSET, "floor_budget": 0.0},
     ),
 }
 

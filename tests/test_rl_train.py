@@ -2,6 +2,7 @@
 that learns Copy."""
 
 import json
+import math
 
 import pytest
 from tiny import collect, collect_keeping_checkpoint, rl_config, without_timing
@@ -61,6 +62,21 @@ def test_budgets_and_no_progress_rule():
     assert train(tiny_config(max_episodes=0, max_minutes=0.0005)).stop_reason == "max_minutes"
     stalled = train(tiny_config(env="Reverse", max_episodes=200, patience_episodes=15))
     assert stalled.stop_reason == "no_progress" and stalled.steps == 15  # Reverse needs 50 perfect episodes
+
+
+def test_floor_budget_stops_at_the_multiple_of_the_perfect_policys_episodes_plus_the_window():
+    from rl_tasks.oracle import episodes_to_solve
+
+    floor = episodes_to_solve("DuplicatedInput", 3)  # the run's data seed
+    cfg = tiny_config(env="DuplicatedInput", seed=3, max_episodes=10**6, floor_budget=0.5, stop_on_success=False)
+    trainer = Trainer(cfg, report=None, checkpoint_dir=None)
+    assert trainer.floor_budget_episodes == math.ceil(0.5 * floor) + 100
+    trainer.progress.step = trainer.floor_budget_episodes - 1
+    assert trainer.stop_reason() is None
+    trainer.progress.step += 1
+    assert trainer.stop_reason() == "max_episodes"
+    with pytest.raises(ValueError, match="corrected_time_limit"):  # no perfect policy solves G19's 3-row addition
+        Trainer(tiny_config(env="ReversedAddition3", floor_budget=10), report=None, checkpoint_dir=None)
 
 
 def test_solved_rule_counts_episodes_before_the_window():

@@ -86,6 +86,24 @@ def test_rl_solve_is_the_rl_defaults_on_five_tasks_with_the_old_benchs_budget():
     assert (cfg["max_episodes"], cfg["max_minutes"], cfg["threads"], cfg["eval_lengths"]) == (20000, 1.0, 1, [100])
 
 
+def test_the_rl_solve_table_pools_cover_every_task_with_both_learners_within_10x_the_floor():
+    from rl_tasks.oracle import episodes_to_solve
+
+    g19, lsae = load_sweep("rl_g19"), load_sweep("rl_lsae")
+    g19_tasks = ["Copy", "DuplicatedInput", "Reverse", "RepeatCopy", "ReversedAddition", "ReversedAddition3"]
+    lsae_tasks = ["Addition", "Addition3", "SingleDigitMultiplication", "Walk"]
+    for pool, tasks in ((g19, g19_tasks), (lsae, lsae_tasks)):
+        cells = {(t.run_config["env"], t.run_config["agent"]) for t in pool.trials}
+        assert cells == {(env, agent) for env in tasks for agent in ("qlearning", "reinforce")}
+        assert len(pool.trials) == len(cells) * 8 and {t.seed for t in pool.trials} == set(range(8))
+        assert {t.run_config["floor_budget"] for t in pool.trials} == {10}
+    assert {t.run_config["env"] for t in g19.trials if t.run_config["corrected_time_limit"]} == {"ReversedAddition3"}
+    assert {t.run_config["env"] for t in lsae.trials if t.run_config["easy_start"]} == {"Addition3"}
+    # budget.steps only caps: the floor budget of the slowest task's slowest seed binds below it
+    largest = max(episodes_to_solve(env, seed) for env in ("Reverse", "RepeatCopy") for seed in range(8))
+    assert 10 * largest + 100 <= g19.trials[0].run_config["max_episodes"]
+
+
 def test_bare_names_resolve_to_the_shipped_configs():
     assert resolve_config_path("smoke") == CONFIG_DIR / "smoke.yaml"
     assert resolve_config_path("smoke.yaml") == CONFIG_DIR / "smoke.yaml"
