@@ -10,10 +10,11 @@ the table gives, per arm:
 - the analysis's estimate of P(success within the budget): the plain rate, and the Kaplan-Meier estimate that
   treats stopped seeds as censored (stopping is informative, so on the stopped arm it can only overstate).
 
-Default pool: first_look's task (DuplicatedInput, Q-learning, Watkins and one-step targets) with a longer budget,
-so that seeds which will never solve it run for long.
+Default pool: Q-learning (the defaults) on DuplicatedInput, which most seeds solve within the budget, and on
+Reverse, which most seeds never leave length 1 of (the copy trap: rl_reverse_science.yaml), so hopeless seeds
+run the whole budget without the rule.
 
-    python -m bench.stopping_cost [--seeds 8] [--episodes 6000] [--patience 1500]
+    python -m bench.stopping_cost [--seeds 8] [--episodes 6000] [--patience 1500] [--envs DuplicatedInput Reverse]
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 NAME = "stopping_cost_bench"
 
 
-def write_pool(directory: Path, seeds: int, episodes: int, patience: int | None) -> Path:
+def write_pool(directory: Path, envs: list[str], seeds: int, episodes: int, patience: int | None) -> Path:
     values = yaml.safe_load((REPO / "sweeps" / "configs" / "first_look.yaml").read_text())
     values["name"] = NAME
-    values["axes"]["nuisance"]["seed"] = {"start": 0, "stop": seeds}
+    del values["base"]["env"]
+    values["axes"] = {"science": {"env": envs}, "nuisance": {"seed": {"start": 0, "stop": seeds}}}
     values["budget"] = {"steps": episodes}
     if patience:
         values["stopping"] = {"patience_steps": patience}
@@ -48,8 +50,8 @@ def write_pool(directory: Path, seeds: int, episodes: int, patience: int | None)
     return path
 
 
-def run_arm(directory: Path, seeds: int, episodes: int, patience: int | None):
-    path = write_pool(directory, seeds, episodes, patience)
+def run_arm(directory: Path, envs: list[str], seeds: int, episodes: int, patience: int | None):
+    path = write_pool(directory, envs, seeds, episodes, patience)
     done = subprocess.run([sys.executable, "-m", "sweeps", "run", str(path)], cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the pool failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -58,7 +60,8 @@ def run_arm(directory: Path, seeds: int, episodes: int, patience: int | None):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=8, help="seeds per cell (2 cells)")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds per task")
+    parser.add_argument("--envs", nargs="+", default=["DuplicatedInput", "Reverse"], help="the pool's tasks")
     parser.add_argument("--episodes", type=int, default=6000, help="the budget of every seed")
     parser.add_argument("--patience", type=int, default=1500, help="episodes without a curriculum advance")
     args = parser.parse_args(argv)
@@ -67,12 +70,16 @@ def main(argv: list[str] | None = None) -> None:
         for name, patience in (("full budget", None), (f"stopping, patience {args.patience}", args.patience)):
             folder = Path(scratch) / ("stopped" if patience else "full")
             folder.mkdir()
-            arms[name] = run_arm(folder, args.seeds, args.episodes, patience)
-    full = arms["full budget"]
-    won = set(full.loc[full["outcome"] == "success", "trial_key"])
+            arms[name] = run_arm(folder, args.envs, args.seeds, args.episodes, patience)
+
+    def winners(trials) -> set[tuple[str, int]]:  # by task and seed: the rule changes the trial keys
+        won = trials[trials["outcome"] == "success"]
+        return set(zip(won["env"], won["seed"].astype(int), strict=True))
+
+    won = winners(arms["full budget"])
     print(
-        f"\nstopping hopeless seeds: first_look's task, {2 * args.seeds} seeds, budget {args.episodes} episodes "
-        "(compute per success: every seed's spend over the successes)"
+        f"\nstopping hopeless seeds: Q-learning on {', '.join(args.envs)}, {args.seeds} seeds each, budget "
+        f"{args.episodes} episodes (compute per success: every seed's spend over the successes)"
     )
     print(
         "| arm | successes | episodes per success | training s per success | successes lost | "
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         wins = (trials["outcome"] == "success").to_numpy()
         episodes, _, _ = compute_per_success(trials["steps"].astype(float).to_numpy(), wins)
         seconds, _, _ = compute_per_success(trials["wall_time_s"].astype(float).fillna(0).to_numpy(), wins)
-        lost = len(won - set(trials.loc[trials["outcome"] == "success", "trial_key"]))
+        lost = len(won - winners(trials))
         km = fit_km(trials["steps_to_event"].astype(float).to_numpy(), wins.astype(int))
         within = 1 - float(km.survival_function_at_times(args.episodes).iloc[0])
         baseline = baseline or episodes
