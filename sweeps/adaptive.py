@@ -17,7 +17,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -132,6 +132,19 @@ def level(adaptive: Adaptive, items: list[Item]) -> float:
     return adaptive.alpha / max(len(items), 1) if adaptive.familywise else adaptive.alpha
 
 
+def summary_interval(sweep: Sweep) -> tuple[Callable[[int, int], tuple[float, float]], str]:
+    """The interval the end-of-pool table shows for an adaptive pool, with its header name: each cell's
+    confidence sequence at the looks' level (a fixed-n interval would not hold after repeated looks)."""
+    assert sweep.config.adaptive is not None
+    alpha = level(sweep.config.adaptive, items_of(sweep, sweep.config.adaptive))
+
+    def interval(successes: int, trials: int) -> tuple[float, float]:
+        low, high = confidence_sequence(successes, trials, alpha)
+        return float(low), float(high)
+
+    return interval, f"{100 * (1 - alpha):.3g}% anytime"
+
+
 def cell_counts(results: dict[str, list[bool]], size: dict[str, int], alpha: float) -> dict[str, dict[str, Any]]:
     out = {}
     for label, outcomes in results.items():
@@ -219,9 +232,9 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
         Invocation,
         command_line,
         conclude,
+        connected,
         ending,
         latest_tune_experiment,
-        open_store,
         pool_progress,
         report_hint,
         run_records,
@@ -234,11 +247,7 @@ def run_adaptive(sweep: Sweep, executor: Any, restart: bool, stream: TextIO, arg
     def say(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    from sweeps.tracking import local_store_warmed, tracking_uri
-
-    with local_store_warmed(tracking_uri(sweep)) as warmed, executor.connect() as parallel:
-        warmed()
-        store = open_store(sweep, say)
+    with connected(sweep, executor, say) as (parallel, store):
         runs = store.trial_runs()
         if restart and runs:
             for run in runs.values():

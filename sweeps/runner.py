@@ -144,16 +144,9 @@ def summary_of(sweep: Sweep, runs: dict[str, Any]) -> tuple[pd.DataFrame, pd.Dat
     if sweep.config.adaptive is None:
         summary = summarize(table, sweep.science_axes)
     else:  # looked at repeatedly: the table shows the looks' anytime-valid intervals, not fixed-size ones
-        from analysis.sequential import confidence_sequence
-        from sweeps.adaptive import items_of, level
+        from sweeps.adaptive import summary_interval
 
-        alpha = level(sweep.config.adaptive, items_of(sweep, sweep.config.adaptive))
-        summary = summarize(
-            table,
-            sweep.science_axes,
-            lambda successes, trials: tuple(map(float, confidence_sequence(successes, trials, alpha))),
-            f"{100 * (1 - alpha):.3g}% anytime",
-        )
+        summary = summarize(table, sweep.science_axes, *summary_interval(sweep))
     return table, summary, format_table(summary, sweep.science_axes, sweep.trainer.step_unit)
 
 
@@ -223,11 +216,7 @@ def run_sweep(
     def say(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    from sweeps.tracking import local_store_warmed, tracking_uri
-
-    with local_store_warmed(tracking_uri(sweep)) as warmed, executor.connect() as parallel:
-        warmed()
-        store = open_store(sweep, say)
+    with connected(sweep, executor, say) as (parallel, store):
         runs = store.trial_runs()
         previous = None if restart else latest_tune_experiment(store)
         plan = plan_run(sweep.trials, run_records(runs), restart, executor.launched_keys(previous) if previous else ())
@@ -272,6 +261,21 @@ def ending(session: Any) -> tuple[str, int]:
     if session.errored:
         return "FAILED", EXIT_TRIALS_FAILED
     return "FINISHED", EXIT_OK
+
+
+@contextmanager
+def connected(sweep: Sweep, executor: Executor, say: Any) -> Iterator[tuple[int, Any]]:
+    """The executor connected (Ray started or joined) and the sweep's store opened: (trials at once, store). A
+    local store's schema is built while a local Ray starts (`tracking.local_store_warmed`); joining a running
+    cluster takes a moment, so there is nothing to overlap, and a refusal (no node can hold a trial) must not
+    wait for the schema."""
+    from sweeps.resources import local_cluster_pending
+    from sweeps.tracking import local_store_warmed, tracking_uri
+
+    warming = local_store_warmed(tracking_uri(sweep), enabled=local_cluster_pending())
+    with warming as warmed, executor.connect() as parallel:
+        warmed()
+        yield parallel, open_store(sweep, say)
 
 
 def open_store(sweep: Sweep, say: Any = print) -> Any:

@@ -142,16 +142,16 @@ class SweepBusyError(RuntimeError):
 
 
 @contextmanager
-def local_store_warmed(uri: str) -> Iterator[Callable[[], None]]:
+def local_store_warmed(uri: str, enabled: bool = True) -> Iterator[Callable[[], None]]:
     """Build (or check) a local sqlite store's schema in a thread while the caller starts Ray: seconds each, and
     Ray's mostly waiting on its processes. Yields `wait`, to call before opening the store (two threads creating
     one schema would collide); it is also waited for on leaving, so a failure elsewhere never leaves a schema half
     built, and a database this built is removed again when the caller fails before waiting (Ray did not start:
     nothing was recorded, and no empty store is left behind). A failure here is left for the store's opening to
     report. Other URIs (servers) are not touched: a server that is away is reported by the opening, without a
-    thread retrying it meanwhile."""
+    thread retrying it meanwhile. `enabled=False`: no thread; the store is built when it is opened."""
     db = sqlite_file(uri)
-    if db is None:
+    if db is None or not enabled:
         yield lambda: None
         return
     created = not db.exists()
@@ -182,8 +182,7 @@ def local_store_warmed(uri: str) -> Iterator[Callable[[], None]]:
         if created and not waited:
             db.unlink(missing_ok=True)
         raise
-    finally:
-        thread.join()
+    thread.join()
 
 
 class Store:
