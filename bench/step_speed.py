@@ -153,10 +153,8 @@ class UnfusedNeuralGPU(NeuralGPU):
         for t in range(n if steps is None else steps):
             copy = t % self.cfg.relax_copies
             for cgru in self.cgrus:
-                pad = cgru.gates.padding
-                gates = F.conv2d(state, cgru.gates.weight[copy], cgru.gates.bias[copy], padding=pad)
-                u, r = sigmoid_cutoff(gates + 1.0, cgru.cutoff).chunk(2, dim=1)
-                c = torch.tanh(F.conv2d(r * state, cgru.candidate.weight[copy], cgru.candidate.bias[copy], padding=pad))
+                u, r = sigmoid_cutoff(cgru.gates(state, copy) + 1.0, cgru.cutoff).chunk(2, dim=1)
+                c = torch.tanh(cgru.candidate(r * state, copy))
                 state = (u * state + (1.0 - u) * c) * mask
             if self.training and dropout > 0:
                 state = self.dropout(state, dropout)
