@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from mlflow import MlflowClient
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, run_pool, trial_runs
+
 sys.path.insert(0, str(REPO / "tests"))  # the test suite's cluster of `ray start` nodes
 
 from cluster import LoopbackCluster  # noqa: E402
@@ -38,17 +37,11 @@ def write_pool(directory: Path, seeds: int, steps: int) -> Path:
     return path
 
 
-def run_pool(path: Path, env: dict[str, str]) -> dict[str, float]:
+def measure_pool(path: Path, env: dict[str, str]) -> dict[str, float]:
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "sweeps", "run", str(path)], cwd=REPO, env=env, capture_output=True, text=True
-    )
+    run_pool(path, env)
     wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"the pool failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    client = MlflowClient(f"sqlite:///{path.parent / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("cluster_bench")
-    runs = client.search_runs([experiment.experiment_id], "tags.`seedpool.role` = 'trial'", max_results=1000)
+    runs = trial_runs(path.parent / "mlflow.db", "cluster_bench")
     return {
         "wall": wall,
         "trials": len(runs),
@@ -78,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         def measure(label: str, env: dict[str, str]) -> None:
             directory = root / label.replace(" ", "_")
             directory.mkdir()
-            rows.append((label, run_pool(write_pool(directory, args.seeds, args.steps), {**base, **env})))
+            rows.append((label, measure_pool(write_pool(directory, args.seeds, args.steps), {**base, **env})))
 
         measure("local Ray (driver's own)", {})
         with LoopbackCluster() as one:

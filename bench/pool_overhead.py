@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from mlflow import MlflowClient
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, run_pool, trial_runs
+
 NAME = "pool_overhead_bench"
 
 
@@ -52,15 +50,9 @@ def measure(trials: int, seconds: float, slots: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="pool-bench-") as scratch:
         path = write_pool(Path(scratch), trials, seconds)
         started = time.time()
-        done = subprocess.run(
-            [sys.executable, "-m", "sweeps", "run", str(path)], cwd=REPO, capture_output=True, text=True
-        )
+        run_pool(path)
         ended = time.time()
-        if done.returncode != 0:
-            raise RuntimeError(f"the pool failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-        client = MlflowClient(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
-        experiment = client.get_experiment_by_name(NAME)
-        runs = client.search_runs([experiment.experiment_id], "tags.`seedpool.role` = 'trial'", max_results=1000)
+        runs = trial_runs(Path(scratch) / "mlflow.db", NAME)
     if len(runs) != trials:
         raise RuntimeError(f"expected {trials} trial runs, the record has {len(runs)}")
     first_start = min(run.info.start_time for run in runs) / 1000

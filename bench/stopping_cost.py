@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,8 +29,8 @@ import yaml
 
 from analysis.load import load_trials
 from analysis.survival import compute_per_success, fit_km
+from bench.common import REPO, run_pool
 
-REPO = Path(__file__).resolve().parents[1]
 NAME = "stopping_cost_bench"
 
 
@@ -52,9 +50,7 @@ def write_pool(directory: Path, envs: list[str], seeds: int, episodes: int, pati
 
 def run_arm(directory: Path, envs: list[str], seeds: int, episodes: int, patience: int | None):
     path = write_pool(directory, envs, seeds, episodes, patience)
-    done = subprocess.run([sys.executable, "-m", "sweeps", "run", str(path)], cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"the pool failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    run_pool(path)
     return load_trials(NAME, f"sqlite:///{directory / 'mlflow.db'}")
 
 
