@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from neuralgpu.variants import VARIANTS, variant
-from seedcore.config import ConfigError, RunConfig, check_ranges, need_for, quote
+from seedcore.config import SEED_FIELDS, ConfigError, RunConfig, check_ranges, need_for, quote
 
 __all__ = ["ConfigError", "TrainConfig"]
 
@@ -349,3 +349,44 @@ class TrainConfig(RunConfig):
             "give one or more lengths >= 3",
         )
         self.validate_run(need)
+
+
+RESUMABLE = frozenset(
+    {
+        "max_steps",
+        "max_minutes",
+        "patience_steps",
+        "stop_on_success",
+        "report_every",
+        "checkpoint_every",
+        "device",
+        "eval_chunk",
+    }
+)
+"""Fields a resumed run may change (budgets and bookkeeping; with stop_on_success off, a run that stopped at its
+success goes on training: does generalisation keep improving?)."""
+
+
+def check_pack(cfgs: list[TrainConfig], where: str = "pack") -> None:
+    """Configs trained as one pack (neuralgpu.packed) must be one cell: equal up to their seeds, budgets and
+    bookkeeping; and a K15 model, memory plain, fp32. Raises ConfigError naming the field."""
+    if not cfgs:
+        raise ConfigError(f"{where}: no members; give at least one config.")
+    first = cfgs[0].to_dict()
+    may_differ = RESUMABLE | set(SEED_FIELDS)
+    for cfg in cfgs[1:]:
+        values = cfg.to_dict()
+        differs = [k for k, v in values.items() if k not in may_differ and v != first[k]]
+        if differs:
+            key = differs[0]
+            raise ConfigError(
+                f"{where}: members differ in `{key}` ({first[key]!r} vs {values[key]!r}); a pack holds the seeds of "
+                "one cell, so pack only configs that differ in their seeds, budgets or bookkeeping."
+            )
+    cfg = cfgs[0]
+    if cfg.model != "k15" or cfg.memory != "plain" or cfg.precision != "fp32":
+        raise ConfigError(
+            f"{where}: model {quote(cfg.model)}, memory {quote(cfg.memory)}, precision {quote(cfg.precision)}; "
+            "packed seeds run K15 models only, with memory plain and precision fp32, for now. Train other configs "
+            "one seed per run."
+        )

@@ -163,14 +163,37 @@ def drop_positions(numel: int, rate: float) -> torch.Tensor:
 
 
 def conv_backward(
-    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int | tuple[int, ...]
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int | tuple[int, ...], groups: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (input, weight, bias) of a stride-1 convolution, given the gradient of its output."""
     dims = weight.dim() - 2
     padding = [padding] * dims if isinstance(padding, int) else list(padding)
     return torch.ops.aten.convolution_backward(
-        grad, x, weight, [weight.shape[0]], [1] * dims, padding, [1] * dims, False, [0] * dims, 1, [True] * 3
+        grad, x, weight, [weight.shape[0]], [1] * dims, padding, [1] * dims, False, [0] * dims, groups, [True] * 3
     )
+
+
+def by_group(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """A (B, groups * c, ...) tensor as a (B, groups, c, ...) view: the maps of each packed model apart
+    (neuralgpu.packed runs several models as one grouped convolution). With one group, `t` itself: an unpacked
+    model runs the same kernels as before packing existed (views of a fifth dimension cost a few percent)."""
+    if groups == 1:
+        return t
+    return t.view(t.shape[0], groups, t.shape[1] // groups, *t.shape[2:])
+
+
+def gate_halves(g: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first and second half of each group's maps of a gate convolution's (B, groups * 2m, ...) output,
+    each as a (B, groups, m, ...) view (as (B, m, ...) with one group)."""
+    return by_group(g, groups).chunk(2, dim=1 if groups == 1 else 2)
+
+
+def merge_groups(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """The inverse of `by_group`: (B, groups, c, ...) -> (B, groups * c, ...), a view where the layout allows
+    (elementwise results of `by_group` views keep a layout that does)."""
+    if groups == 1:
+        return t
+    return t.reshape(t.shape[0], t.shape[1] * t.shape[2], *t.shape[3:])
 
 
 def clamp_backward_(grad: torch.Tensor, unclamped: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -277,45 +300,51 @@ class FusedCGRU(torch.autograd.Function):
     bounds. The cutoff factor of the gates' derivative is applied to the gate convolution's gradients."""
 
     @staticmethod
-    def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, scale, cutoff: float, padding: int):
+    def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, scale, cutoff: float, padding: int, groups: int = 1):
         with torch.autocast(s.device.type, enabled=False):
             s_conv = s.to(gate_w.dtype)  # the convolutions' dtype (autocast's), the state stays in its own
-            sig = torch.sigmoid(F.conv2d(s_conv, gate_w, gate_b, padding=padding).to(s.dtype))  # (B, 2m, h, n)
+            gate_pre = F.conv2d(s_conv, gate_w, gate_b, padding=padding, groups=groups)
+            sig = torch.sigmoid(gate_pre.to(s.dtype))  # (B, G 2m, h, n): each group's u then r
             unclamped = torch.add(sig.new_full((), -(cutoff - 1.0) / 2.0), sig, alpha=cutoff)
             g = unclamped.clamp(0.0, 1.0)
-            u, r = g.chunk(2, dim=1)  # (B, m, h, n) each
-            rs = (r * s).to(cand_w.dtype)
-            c = torch.tanh(F.conv2d(rs, cand_w, cand_b, padding=padding).to(s.dtype))
-            diff = s - c
-            out = torch.addcmul(c, u, diff)  # u s + (1 - u) c
+            u, r = gate_halves(g, groups)  # (B, G, m, h, n) each
+            s_groups = by_group(s, groups)
+            rs = merge_groups(r * s_groups, groups).to(cand_w.dtype)
+            c = torch.tanh(F.conv2d(rs, cand_w, cand_b, padding=padding, groups=groups).to(s.dtype))
+            c_groups = by_group(c, groups)
+            diff = s_groups - c_groups
+            out = merge_groups(torch.addcmul(c_groups, u, diff), groups)  # u s + (1 - u) c
             if scale is not None:
                 out.mul_(scale)
         ctx.save_for_backward(s, s_conv, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale)
-        ctx.padding, ctx.cutoff = padding, cutoff
+        ctx.padding, ctx.cutoff, ctx.groups = padding, cutoff, groups
         return out
 
     @staticmethod
     def backward(ctx, grad):
         s, s_conv, gate_w, cand_w, sig, unclamped, g, rs, c, diff, scale = ctx.saved_tensors
+        groups = ctx.groups
         grad = same_layout(grad, s)
         if scale is not None:
             grad = grad * scale
-        u, r = g.chunk(2, dim=1)
-        d_gates = torch.empty_like(g)  # (B, 2m, h, n): d u, d r side by side, as the gate convolution made them
-        d_u, d_r = d_gates.chunk(2, dim=1)
-        torch.mul(grad, diff, out=d_u)
-        d_cand = torch.ops.aten.tanh_backward(torch.addcmul(grad, grad, u, value=-1.0), c)  # (1 - u) grad
-        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding)
-        d_rs = d_rs.to(s.dtype)
-        torch.mul(d_rs, s, out=d_r)
-        d_s = torch.addcmul(grad * u, d_rs, r)
+        grad_groups = by_group(grad, groups)
+        u, r = gate_halves(g, groups)
+        d_gates = torch.empty_like(g)  # (B, G 2m, h, n): d u, d r side by side, as the gate convolution made them
+        d_u, d_r = gate_halves(d_gates, groups)
+        torch.mul(grad_groups, diff, out=d_u)
+        d_c = merge_groups(torch.addcmul(grad_groups, grad_groups, u, value=-1.0), groups)  # (1 - u) grad
+        d_cand = torch.ops.aten.tanh_backward(d_c, c)
+        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding, groups)
+        d_rs = by_group(d_rs.to(s.dtype), groups)
+        torch.mul(d_rs, by_group(s, groups), out=d_r)
+        d_s = merge_groups(torch.addcmul(grad_groups * u, d_rs, r), groups)
         # d g / d pre-activation = cutoff sig (1 - sig) where the clamp passes; cutoff goes on the conv's gradients
         d_gates = torch.ops.aten.sigmoid_backward(clamp_backward_(d_gates, unclamped, 0.0, 1.0), sig)
-        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding)
+        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding, groups)
         d_s.add_(d_s_gates.to(s.dtype), alpha=ctx.cutoff)
         d_gate_w.mul_(ctx.cutoff)
         d_gate_b.mul_(ctx.cutoff)
-        return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None
+        return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None, None
 
 
 class NeuralGPU(nn.Module):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuralgpu.config import ConfigError, TrainConfig
+from neuralgpu.config import RESUMABLE, ConfigError, TrainConfig
 from neuralgpu.curriculum import LengthCurriculum, TaskCurriculum, make_curriculum
 from neuralgpu.evaluate import error_rates, evaluate_length
 from neuralgpu.model import ModelConfig
@@ -139,20 +139,7 @@ class Trainer(LoopTrainer):
     description = "Train one Neural GPU for one seed."
     config_class = TrainConfig
     result_class = TrainResult
-    # Budgets and bookkeeping only. With stop_on_success off, a run that stopped at its success goes on training
-    # (does generalisation keep improving?).
-    resumable = frozenset(
-        {
-            "max_steps",
-            "max_minutes",
-            "patience_steps",
-            "stop_on_success",
-            "report_every",
-            "checkpoint_every",
-            "device",
-            "eval_chunk",
-        }
-    )
+    resumable = RESUMABLE
     save_cuda_rng = True
     progress_template = (
         "step {step:>6.0f}  len {curriculum/length:>3.0f}  loss {train/loss:.4f}  seq_err {train/seq_error:.3f}  "
@@ -204,17 +191,20 @@ class Trainer(LoopTrainer):
             inputs, targets = np.concatenate([inputs, tough_inputs]), np.concatenate([targets, tough_targets])
         return torch.from_numpy(inputs).to(self.device), torch.from_numpy(targets).to(self.device)
 
+    def sample_step(self) -> tuple[LengthCurriculum, list[tuple[int, torch.Tensor, torch.Tensor]]]:
+        """The next step's task's length curriculum and its batches, as (length, inputs, targets)."""
+        task = self.schedule.sample_task(self.rngs.data)
+        curriculum = self.schedule.lengths[task]
+        return curriculum, [(length, *self.batch(task, length)) for length in curriculum.sample_lengths(self.rngs.data)]
+
     def train_step(self) -> float:
         """One optimiser step over one batch per sampled length; returns the mean loss (NaN/inf when the run
         diverged, without updating)."""
-        cfg, progress = self.cfg, self.progress
+        cfg = self.cfg
         started = time.perf_counter()
-        task = self.schedule.sample_task(self.rngs.data)
-        curriculum = self.schedule.lengths[task]
-        lengths = curriculum.sample_lengths(self.rngs.data)
+        curriculum, batches = self.sample_step()
         losses, saturations, errors = [], [], []
-        for length in lengths:
-            inputs, targets = self.batch(task, length)
+        for length, inputs, targets in batches:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                 logits, loss = self.model(inputs, targets, dropout=self.variant.dropout_rate(cfg, length))
             losses.append(loss)
@@ -224,11 +214,27 @@ class Trainer(LoopTrainer):
         if not torch.isfinite(loss):
             return float(loss.detach())
         saturation_cost = torch.stack(saturations).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.objective(loss, saturation_cost).backward()
+        self.update(curriculum, float(loss.detach()), float(saturation_cost.detach()), errors)
+        self.progress.window.seconds += time.perf_counter() - started
+        return float(loss.detach())
+
+    def objective(self, loss: torch.Tensor, saturation_cost: torch.Tensor) -> torch.Tensor:
+        """What the step minimises: the loss, the variant's weighted auxiliary loss and K15's relaxation pull."""
+        progress = self.progress
         objective = loss + progress.saturation_weight * saturation_cost
         if progress.pull > 0:
             objective = objective + progress.pull * self.model.relaxation_penalty()
-        self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        return objective
+
+    def update(
+        self, curriculum: LengthCurriculum, loss: float, saturation_cost: float, errors: list[tuple[int, float, float]]
+    ) -> None:
+        """The rest of a step once the objective's gradients are in the parameters: clipping, gradient noise, the
+        optimiser step, the curriculum's statistics and the report window. `errors` holds (length, sequence
+        error, digit error) of each batch."""
+        cfg, progress = self.cfg, self.progress
         if cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
         progress.step += 1
@@ -248,15 +254,12 @@ class Trainer(LoopTrainer):
         seq_error = sum(e[1] for e in errors) / len(errors)
         digit_error = sum(e[2] for e in errors) / len(errors)
         progress.recent_seq_error = seq_error
-        loss_value = float(loss.detach())
-        progress.check_loss_sum += loss_value
+        progress.check_loss_sum += loss
         progress.check_loss_steps += 1
-        progress.check_saturation_sum += float(saturation_cost.detach())
+        progress.check_saturation_sum += saturation_cost
         window = progress.window
-        window.add({"train/loss": loss_value, "train/seq_error": seq_error, "train/digit_error": digit_error})
-        window.add({"examples": cfg.batch_size * len(lengths)})
-        window.seconds += time.perf_counter() - started
-        return loss_value
+        window.add({"train/loss": loss, "train/seq_error": seq_error, "train/digit_error": digit_error})
+        window.add({"examples": cfg.batch_size * len(errors)})
 
     # --- every advance_every steps ------------------------------------------------------------------------
     def curriculum_check(self) -> None:
@@ -354,15 +357,21 @@ class Trainer(LoopTrainer):
 
     # --- the loop -----------------------------------------------------------------------------------------
     def advance(self) -> int | None:
-        cfg, progress = self.cfg, self.progress
+        progress = self.progress
         loss = self.train_step()
         if not math.isfinite(loss):
             return progress.step + 1
+        self.after_step()
+        return None
+
+    def after_step(self) -> None:
+        """The checks due after a step: the curriculum's and LR's every advance_every, evaluation every
+        eval_every."""
+        cfg, progress = self.cfg, self.progress
         if progress.step % cfg.advance_every == 0:
             self.curriculum_check()
         if progress.step % cfg.eval_every == 0:
             self.periodic_eval()
-        return None
 
     def curriculum_at_max(self) -> bool:
         return self.curriculum.at_max

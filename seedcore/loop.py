@@ -215,7 +215,6 @@ class LoopTrainer:
         return None
 
     def run(self) -> Any:
-        cfg, progress = self.cfg, self.progress
         reason = self.stop_reason()
         while reason is None:
             started = time.perf_counter()
@@ -225,9 +224,22 @@ class LoopTrainer:
                 break
             # The minute budget and time/wall_s count evaluation too: they are what a pool pays for.
             self.add_time(time.perf_counter() - started)
-            reason = self.stop_reason()
-            if progress.step % cfg.report_every == 0 and reason is None:
-                self.emit(checkpoint=progress.step % cfg.checkpoint_every == 0)
+            reason = self.after_advance()
+        return self.finish(reason)
+
+    def after_advance(self) -> str | None:
+        """The loop's bookkeeping after one advance (its time added): the stop reason, else a report (and a
+        checkpoint) when one is due. neuralgpu.packed calls it for each member of a pack."""
+        cfg, progress = self.cfg, self.progress
+        reason = self.stop_reason()
+        if progress.step % cfg.report_every == 0 and reason is None:
+            self.emit(checkpoint=progress.step % cfg.checkpoint_every == 0)
+        return reason
+
+    def finish(self, reason: str) -> Any:
+        """The end of a run stopped for `reason`: the final evaluation, one last report with a checkpoint, the
+        result."""
+        progress = self.progress
         self.final_eval(diverged=reason == "diverged")
         final_metrics = {k: v for k, v in self.metrics().items() if not k.startswith("train/")}
         self.emit(checkpoint=True)
@@ -262,7 +274,9 @@ class LoopTrainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(),
+            # Copies: a packed member's parameters are views of its pack's tensors (neuralgpu.packed), and
+            # torch.save writes a view's whole storage.
+            "model": {name: value.clone() for name, value in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "progress": dataclasses.asdict(self.progress),
             "eval_table": self.eval_table,

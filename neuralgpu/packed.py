@@ -1,0 +1,357 @@
+"""Packed seeds (issue #17): several runs of one cell trained in one process as one grouped model.
+
+Each member is a whole solo `neuralgpu.train.Trainer`: its own config and seed, model, optimiser, learning rate,
+curriculum, RNG streams, success test, stopping rule, reports and checkpoints. The pack replaces only the forward
+and backward passes: every parameter of the members is stacked into one tensor (members' parameters become views
+of their slices), and each step runs the running members as one model whose CGRU convolutions have one group per
+member. A member that stops leaves the pack; later steps run without it.
+
+Exactness: a member's batches, dropout masks, gradient noise and optimiser steps are drawn and taken as in its solo
+run (each member's global RNG state is swapped in around its own draws), so its curve agrees with the solo run's
+within float tolerance: grouped and plain convolutions sum in different orders (tests/test_packed.py).
+
+Lengths: K15's length curriculum draws a length per member and step. Shorter members are padded to the longest
+and their state is frozen after their own n steps; padded columns are masked, as the convolutions' zero border
+would be, so each member computes exactly its solo function. The padded work is the cost (`padding_overhead`).
+
+K15 models only (`model: k15`, memory plain, fp32) for now: F17's fused DCGRU does not take groups yet.
+
+    python -m neuralgpu.packed --task badd --seeds 0 1 2 3 [--config run.yaml] [--max-steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuralgpu.config import ConfigError, TrainConfig, check_pack
+from neuralgpu.evaluate import error_rates
+from neuralgpu.model import (
+    FusedCGRU,
+    NeuralGPU,
+    by_group,
+    dropout_scale,
+    masked_cross_entropy,
+    merge_groups,
+)
+from neuralgpu.train import Report, Trainer, TrainResult
+from seedcore.config import load_yaml
+from seedcore.runtime import global_rng_state, set_global_rng_state
+
+Draw = Callable[[int, tuple[int, ...]], torch.Tensor]
+"""`draw(member, shape)`: that member's dropout multiplier for a state of `shape` (B, m, h, n) at its own rate,
+drawn from the member's own RNG stream."""
+
+
+class PackedNeuralGPU:
+    """S K15 `NeuralGPU`s as one grouped model. Owns the stacked parameters (S, *shape); each member's parameters
+    are views of its slice, so a member's optimiser step updates the pack and `load_state_dict` on a member
+    writes into it."""
+
+    def __init__(self, models: list[NeuralGPU]):
+        self.models = models
+        self.cfg = models[0].cfg
+        self.stacked: dict[str, nn.Parameter] = {}
+        for name, _ in models[0].named_parameters():
+            members = [dict(model.named_parameters())[name] for model in models]
+            self.stacked[name] = nn.Parameter(torch.stack([p.detach() for p in members]))
+            for i, p in enumerate(members):
+                p.data = self.stacked[name].data[i]
+
+    def zero_grad(self) -> None:
+        for p in self.stacked.values():
+            p.grad = None
+        for model in self.models:
+            model.zero_grad(set_to_none=True)
+
+    def gradients_to_members(self, members: list[int]) -> None:
+        """Add each member's slice of the stacked gradients to its own parameters' gradients (which hold what
+        the member computed on its own, such as K15's relaxation pull)."""
+        for name, stacked in self.stacked.items():
+            if stacked.grad is None:
+                continue
+            for i in members:
+                p = dict(self.models[i].named_parameters())[name]
+                p.grad = stacked.grad[i] if p.grad is None else p.grad + stacked.grad[i]
+
+    def forward(
+        self, members: list[int], inputs: torch.Tensor, targets: torch.Tensor, lengths: list[int], draw: Draw | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """One batch per member: inputs, targets (G, B, n) with member g's own length lengths[g] <= n and zeros
+        beyond it. Returns each member's logits (B, lengths[g], vocab) and masked cross-entropy, as its own
+        `NeuralGPU.forward` would. `draw` gives the dropout multipliers (None: no dropout)."""
+        cfg, groups = self.cfg, len(members)
+        batch, n = inputs.shape[1:]
+        m, h, copies = cfg.width, cfg.height, cfg.relax_copies
+        index = torch.tensor(members)
+        weights = {name: p.index_select(0, index) for name, p in self.stacked.items()}  # (G, *shape) each
+
+        active = (inputs != 0) | (targets != 0)  # (G, B, n)
+        mask = active.permute(1, 0, 2)[:, :, None, None, :].to(weights["embed.weight"].dtype)  # (B, G, 1, 1, n)
+        # nn.Embedding's padding_idx: symbol 0 embeds to the zero row and sends it no gradient.
+        rows = torch.arange(groups)[:, None, None]
+        x = torch.tanh(weights["embed.weight"][rows, inputs]) * (inputs != 0).unsqueeze(-1)  # (G, B, n, m)
+        x = x.permute(1, 0, 3, 2).reshape(batch, groups * m, n)
+        x = F.conv1d(x, flat(weights["input_proj.weight"]), flat(weights["input_proj.bias"]), groups=groups)
+        state = torch.cat([x.unsqueeze(2), x.new_zeros(batch, groups * m, h - 1, n)], dim=2)  # (B, G m, h, n)
+        state = merge_groups(by_group(state, groups) * mask, groups).contiguous(memory_format=torch.channels_last)
+        full_mask = None  # nothing to zero, as NeuralGPU.forward decides: skip a pass per CGRU
+        if not bool(active.all()):
+            full_mask = merge_groups(mask.expand(batch, groups, m, h, n), groups).contiguous(
+                memory_format=torch.channels_last
+            )
+        cells = [[cell_weights(weights, i, copy) for copy in range(copies)] for i in range(len(self.models[0].cgrus))]
+        alive = torch.tensor(lengths).view(1, groups, 1, 1, 1)
+        padding = self.models[0].cgrus[0].gates.padding
+        for t in range(n):
+            scales = [full_mask] * len(cells)
+            if draw is not None:
+                scales[-1] = dropout_scales(members, lengths, t, (batch, m, h), draw)
+                if full_mask is not None:
+                    scales[-1] = scales[-1] * full_mask
+            new = state
+            for i, cell in enumerate(cells):
+                new = FusedCGRU.apply(
+                    new, *cell[t % copies], scales[i], self.models[0].cgrus[i].cutoff, padding, groups
+                )
+            if min(lengths) <= t:  # members past their own n steps keep their state
+                new = merge_groups(torch.where(alive > t, by_group(new, groups), by_group(state, groups)), groups)
+            state = new
+        readout = F.conv1d(
+            state[:, :, 0, :], flat(weights["readout.weight"]), flat(weights["readout.bias"]), groups=groups
+        )
+        readout = readout.view(batch, groups, -1, n)  # (B, G, vocab, n)
+        logits, losses = [], []
+        for g, length in enumerate(lengths):
+            member_logits = readout[:, g, :, :length].transpose(1, 2)  # (B, length, vocab)
+            logits.append(member_logits)
+            losses.append(masked_cross_entropy(member_logits, targets[g, :, :length], active[g, :, :length]))
+        return logits, losses
+
+
+def flat(weight: torch.Tensor) -> torch.Tensor:
+    """(G, out, ...) -> (G out, ...): the members' weights as one grouped convolution's."""
+    return weight.reshape(weight.shape[0] * weight.shape[1], *weight.shape[2:])
+
+
+def cell_weights(weights: dict[str, torch.Tensor], cell: int, copy: int) -> tuple[torch.Tensor, ...]:
+    """The grouped (gate weight, gate bias + 1, candidate weight, candidate bias) of one CGRU's relaxation copy,
+    as `CGRU.copies` gives them to one model."""
+    layout = {"memory_format": torch.channels_last}
+    prefix = f"cgrus.{cell}"
+    return (
+        flat(weights[f"{prefix}.gates.weight"][:, copy]).contiguous(**layout),
+        flat(weights[f"{prefix}.gates.bias"][:, copy] + 1.0),
+        flat(weights[f"{prefix}.candidate.weight"][:, copy]).contiguous(**layout),
+        flat(weights[f"{prefix}.candidate.bias"][:, copy]),
+    )
+
+
+def dropout_scales(
+    members: list[int], lengths: list[int], t: int, shape: tuple[int, int, int], draw: Draw
+) -> torch.Tensor:
+    """The grouped dropout multiplier of step t: member g's own draw over its own length while it still runs
+    (t < lengths[g]), zero elsewhere. (B, G m, h, n) channels-last."""
+    batch, m, h = shape
+    n, groups = max(lengths), len(members)
+    layout = {"memory_format": torch.channels_last}
+    scale = (torch.empty if min(lengths) == n else torch.zeros)(batch, groups * m, h, n).contiguous(**layout)
+    blocks = by_group(scale, groups)  # (B, G, m, h, n) views into `scale`
+    for g, (member, length) in enumerate(zip(members, lengths, strict=True)):
+        if t < length:
+            blocks[:, g, :, :, :length] = draw(member, (batch, m, h, length))
+    return scale
+
+
+def padding_overhead(lengths: list[int]) -> float:
+    """The grouped step's convolution work over the members' own: each member pays the longest length's n x n
+    (steps x columns) instead of its own."""
+    longest = max(lengths)
+    return len(lengths) * longest**2 / sum(length**2 for length in lengths)
+
+
+class Pack:
+    """Trains the members as one pack; `run()` returns each member's TrainResult, in the members' order."""
+
+    def __init__(
+        self,
+        cfgs: list[TrainConfig],
+        reports: list[Report | None] | None = None,
+        checkpoint_dirs: list[str | None] | None = None,
+        resume_from: list[str | None] | None = None,
+    ):
+        check_pack(cfgs)
+        reports = reports or [None] * len(cfgs)
+        checkpoint_dirs = checkpoint_dirs or [None] * len(cfgs)
+        self.members: list[Trainer] = []
+        self.rng: list[dict[str, Any]] = []
+        """Each member's global RNG state (Python, NumPy, torch) while another member's is in place."""
+        for cfg, report, directory, checkpoint in zip(
+            cfgs, reports, checkpoint_dirs, resume_from or [None] * len(cfgs), strict=True
+        ):
+            member = Trainer(cfg, report, directory)
+            if checkpoint:
+                member.load(checkpoint)
+            self.members.append(member)
+            self.rng.append(global_rng_state(cuda=False))
+        self.model = PackedNeuralGPU([member.model for member in self.members])
+        self.padding: list[float] = []
+        """padding_overhead of each forward pass, for the benchmark."""
+
+    @contextmanager
+    def own_rng(self, i: int) -> Iterator[None]:
+        """Member i's global RNG state in place (for its draws: dropout, gradient noise, evaluation)."""
+        set_global_rng_state(self.rng[i])
+        try:
+            yield
+        finally:
+            self.rng[i] = global_rng_state(cuda=False)
+
+    def draw(self, member: int, shape: tuple[int, ...], rate: float) -> torch.Tensor:
+        """Member `member`'s dropout multiplier for a (B, m, h, n) state, from its own torch stream only (the
+        other generators are not touched by a draw, so only torch's is swapped)."""
+        own = self.rng[member]
+        saved = torch.get_rng_state()
+        torch.set_rng_state(own["torch"])
+        like = torch.empty(shape).contiguous(memory_format=torch.channels_last)
+        scale = dropout_scale(like, rate)
+        own["torch"] = torch.get_rng_state()
+        torch.set_rng_state(saved)
+        return scale
+
+    def step(self, running: list[int]) -> list[int]:
+        """One training step of every running member; returns the members whose loss was not finite (they did
+        not update, as a solo run that diverges)."""
+        samples = {i: self.members[i].sample_step() for i in running}
+        slots = max(len(batches) for _, batches in samples.values())
+        losses: dict[int, list[torch.Tensor]] = {i: [] for i in running}
+        errors: dict[int, list[tuple[int, float, float]]] = {i: [] for i in running}
+        for slot in range(slots):
+            group = [i for i in running if slot < len(samples[i][1])]
+            batches = [samples[i][1][slot] for i in group]
+            lengths = [length for length, _, _ in batches]
+            inputs, targets = padded([b[1] for b in batches]), padded([b[2] for b in batches])
+            rates = {
+                i: self.members[i].variant.dropout_rate(self.members[i].cfg, length)
+                for i, length in zip(group, lengths, strict=True)
+            }
+            training = self.members[0].model.training and any(rates.values())
+
+            def draw(member: int, shape: tuple[int, ...], rates=rates) -> torch.Tensor:
+                return self.draw(member, shape, rates[member])
+
+            self.padding.append(padding_overhead(lengths))
+            logits, member_losses = self.model.forward(group, inputs, targets, lengths, draw if training else None)
+            for g, i in enumerate(group):
+                losses[i].append(member_losses[g])
+                errors[i].append(
+                    (lengths[g], *error_rates(logits[g].detach().argmax(dim=-1), targets[g, :, : lengths[g]]))
+                )
+        self.model.zero_grad()
+        diverged, objectives, means = [], [], {}
+        for i in running:
+            loss = torch.stack(losses[i]).mean()
+            if not torch.isfinite(loss):
+                diverged.append(i)
+                continue
+            means[i] = loss
+            saturation = loss.new_zeros(())  # K15 has no auxiliary loss
+            objectives.append(self.members[i].objective(loss, saturation))
+        if objectives:
+            torch.stack(objectives).sum().backward()
+        updating = [i for i in running if i not in diverged]
+        self.model.gradients_to_members(updating)
+        for i in updating:
+            with self.own_rng(i):
+                self.members[i].update(samples[i][0], float(means[i].detach()), 0.0, errors[i])
+        return diverged
+
+    def run(self, finished: Callable[[int, TrainResult], None] | None = None) -> list[TrainResult]:
+        """Train until every member stops; `finished(i, result)` is called as member i stops (the others go on)."""
+        results: dict[int, TrainResult] = {}
+
+        def end(i: int, reason: str) -> None:
+            results[i] = self.members[i].finish(reason)
+            if finished is not None:
+                finished(i, results[i])
+
+        running = []
+        for i, member in enumerate(self.members):
+            with self.own_rng(i):
+                reason = member.stop_reason()
+                if reason is None:
+                    running.append(i)
+                else:
+                    end(i, reason)
+        while running:
+            started = time.perf_counter()
+            diverged = self.step(running)
+            share = (time.perf_counter() - started) / len(running)
+            for i in list(running):
+                member = self.members[i]
+                with self.own_rng(i):
+                    member.progress.window.seconds += share
+                    if i in diverged:
+                        member.diverged_step = member.progress.step + 1
+                        reason = "diverged"
+                    else:
+                        own = time.perf_counter()
+                        member.after_step()
+                        # A member's time is its share of the pack's step and its own evaluations: what it costs.
+                        member.add_time(share + time.perf_counter() - own)
+                        reason = member.after_advance()
+                    if reason is not None:
+                        end(i, reason)
+                        running.remove(i)
+        return [results[i] for i in range(len(self.members))]
+
+
+def padded(batches: list[torch.Tensor]) -> torch.Tensor:
+    """(B, n_g) tensors -> (G, B, max n_g), zeros (padding) after each one's own length."""
+    n = max(b.shape[1] for b in batches)
+    return torch.stack([F.pad(b, (0, n - b.shape[1])) for b in batches])
+
+
+def train_pack(
+    cfgs: list[TrainConfig],
+    reports: list[Report | None] | None = None,
+    checkpoint_dirs: list[str | None] | None = None,
+    resume_from: list[str | None] | None = None,
+) -> list[TrainResult]:
+    """Train the configs (one cell, several seeds) as one pack; each member reports and checkpoints as its solo
+    run would, to its own `reports[i]` and `checkpoint_dirs[i]`, and resumes from `resume_from[i]`."""
+    return Pack(cfgs, reports, checkpoint_dirs, resume_from).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train several seeds of one Neural GPU cell as one pack.")
+    parser.add_argument("--config", help="a run YAML (neuralgpu.train's); its seed is replaced by --seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--task", default=None)
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--max-steps", type=int, default=None)
+    args = parser.parse_args(argv)
+    base = load_yaml(args.config) if args.config else {"model": "k15"}
+    overrides = {"task": args.task, "width": args.width, "max_steps": args.max_steps}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        cfgs = [TrainConfig.from_dict({**base, "seed": seed}, source="--seeds") for seed in args.seeds]
+        results = train_pack(cfgs)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for seed, result in zip(args.seeds, results, strict=True):
+        print(f"seed {seed}: {result.stop_reason} at step {result.steps}, success {result.success}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
