@@ -5,6 +5,7 @@ from bench import (
     cluster_overhead,
     memory_modes,
     neuralgpu_throughput,
+    packed_seeds,
     pool_overhead,
     rl_episodes,
     step_speed,
@@ -16,6 +17,7 @@ def main() -> None:
     neuralgpu_throughput.main([])
     neuralgpu_throughput.main(["--model", "f17", "--widths", "96"])
     step_speed.main([])
+    packed_seeds.main([])
     memory_modes.main([])
     cluster_overhead.main([])
     pool_overhead.main([])

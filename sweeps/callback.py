@@ -9,6 +9,7 @@ and not to a stale copy."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from ray import tune
 
 from sweeps.expand import Trial
 from sweeps.session import Session
-from sweeps.trainable import NODE_KEY, RESULT_KEY, SKIPPED_KEY
+from sweeps.trainable import MEMBER_KEY, NODE_KEY, RESULT_KEY, SKIPPED_KEY
 
 SESSIONS: dict[str, Session] = {}
 """sweep name -> the live session of this driver, while an executor runs its trials (see `recording`)."""
@@ -48,27 +49,38 @@ class RecordingCallback(tune.Callback):
     def live(self) -> Session:
         return SESSIONS[self.session]
 
-    def _trial(self, trial: Any) -> Trial | None:
-        key = trial.config["trial"]["trial_key"]
+    def _lookup(self, key: str) -> Trial | None:
+        """The pool trial with this key, unless this driver skips it or has already finished it (a retried pack
+        reports its members that had finished again)."""
         live = self.live
-        if key in live.skip or key not in live.trials:
+        if key in live.skip or key in live.completed or key not in live.trials:
             return None
         return live.trials[key]
 
+    def _members(self, trial: Any) -> list[Trial]:
+        """The pool trials a Tune trial trains: one, or a pack's members (resources.pack)."""
+        spec = trial.config["trial"]
+        found = (self._lookup(member["trial_key"]) for member in spec.get("pack", [spec]))
+        return [member for member in found if member is not None]
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        found = self._trial(trial)
-        if found is not None:
+        for found in self._members(trial):
             self.live.recorder.open_trial(found)
             self.live.progress.start(found.key)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        found = self._trial(trial)
-        if found is None or SKIPPED_KEY in result:
+        if SKIPPED_KEY in result:
+            return
+        packed = MEMBER_KEY in result
+        found = self._lookup(result[MEMBER_KEY] if packed else trial.config["trial"]["trial_key"])
+        if found is None:
             return
         if RESULT_KEY in result:
             entry = self.live.recorder.open.get(found.key)
             if entry is not None:
                 entry.result = json.loads(result[RESULT_KEY])
+            if packed:  # the pack goes on without it: finish its run now
+                self._finish(found, trial, member_folder=found.key)
             return
         if "hostname" in result and "pid" in result:  # Tune fills these in every result
             where = {"host": str(result["hostname"]), "worker_pid": str(result["pid"])}
@@ -79,15 +91,18 @@ class RecordingCallback(tune.Callback):
         self.live.progress.report(found.key, result)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        found = self._trial(trial)
-        if found is not None:
+        for found in self._members(trial):
             self.live.recorder.note_retry(found.key)
             self.live.progress.recover(found.key)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        found = self._trial(trial)
-        if found is None:
-            return
+        packed = "pack" in trial.config["trial"]
+        for found in self._members(trial):
+            self._finish(found, trial, member_folder=found.key if packed else None)
+
+    def _finish(self, found: Trial, trial: Any, member_folder: str | None) -> None:
+        """Record the trial's final result, and its last checkpoint when the sweep logs them (a pack member's
+        is its folder in the pack's checkpoint); without a final result, a failure."""
         live = self.live
         entry = live.recorder.open.get(found.key)
         result = entry.result if entry is not None else None
@@ -99,15 +114,16 @@ class RecordingCallback(tune.Callback):
         checkpoint = trial.checkpoint
         if checkpoint is not None and live.recorder.sweep.config.tracking.log_checkpoints:
             with checkpoint.as_directory() as directory:  # local path, or a download from remote storage
-                live.recorder.finish_trial(found.key, result, directory)
+                folder = os.path.join(directory, member_folder) if member_folder else directory
+                live.recorder.finish_trial(found.key, result, folder if os.path.isdir(folder) else None)
         else:
             live.recorder.finish_trial(found.key, result, None)
         live.completed.add(found.key)
         live.progress.finish(found.key, bool(result["success"]))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        found = self._trial(trial)
-        if found is None:
+        members = self._members(trial)
+        if not members:
             return
         message = "trial failed"
         error_file = getattr(trial, "error_file", None)
@@ -117,9 +133,10 @@ class RecordingCallback(tune.Callback):
                     message = handle.read()[-4000:]
             except OSError:
                 pass
-        self.live.recorder.fail_trial(found.key, message)
-        self.live.errored.add(found.key)
-        self.live.progress.finish(found.key, None)
+        for found in members:
+            self.live.recorder.fail_trial(found.key, message)
+            self.live.errored.add(found.key)
+            self.live.progress.finish(found.key, None)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.live.recorder.flush()

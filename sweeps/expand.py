@@ -179,7 +179,35 @@ def expand(config: SweepConfig, trainer: TrainerSpec, source: str) -> list[Trial
                     run_config=run_config,
                 )
             )
+    check_packs(config, trainer, trials, source)
     return trials
+
+
+def check_packs(config: SweepConfig, trainer: TrainerSpec, trials: list[Trial], source: str) -> None:
+    """With `resources.pack` > 1: the trainer packs seeds, and each pack's trials can train as one."""
+    size = config.resources.pack
+    if size == 1:
+        return
+    if trainer.check_pack is None:
+        raise SweepConfigError(
+            f"{source}: `resources.pack` is {size}, but trainer `{trainer.name}` trains one seed per process; "
+            f"remove `resources.pack`. {NOTHING_DONE}"
+        )
+    for pack in form_packs(trials, size):
+        try:
+            trainer.check_pack([t.run_config for t in pack], f"{source}: in `resources.pack`")
+        except ValueError as exc:
+            raise SweepConfigError(f"{exc} {NOTHING_DONE}") from None
+
+
+def form_packs(trials: list[Trial], size: int) -> list[list[Trial]]:
+    """The trials as packs of at most `size` seeds of one cell each (resources.pack), in expansion order: a cell's
+    trials fill its packs in turn, so a grown pool packs only its new trials. With size 1, one trial each."""
+    by_cell: dict[str, list[Trial]] = {}
+    for trial in trials:
+        by_cell.setdefault(trial.cell_label, []).append(trial)
+    packs = [cell[i : i + size] for cell in by_cell.values() for i in range(0, len(cell), size)]
+    return sorted(packs, key=lambda pack: pack[0].index)
 
 
 def check_pool_size(config: SweepConfig, source: str) -> None:

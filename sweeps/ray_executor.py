@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from sweeps.expand import Sweep, Trial
+from sweeps.expand import Sweep, Trial, form_packs
 from sweeps.session import Session
 
 MANIFEST = "seedpool_trials.json"
@@ -239,6 +239,14 @@ def trial_spec(trial: Trial, trainer: str) -> dict[str, Any]:
     return {"trial_key": trial.key, "trainer": trainer, "run_config": trial.run_config, "name": trial.name}
 
 
+def pack_spec(pack: list[Trial], trainer: str) -> dict[str, Any]:
+    """One Tune trial's config: a trial, or a pack of several (resources.pack; run_trial trains them as one)."""
+    if len(pack) == 1:
+        return trial_spec(pack[0], trainer)
+    members = [trial_spec(trial, trainer) for trial in pack]
+    return {"pack": members, "trainer": trainer, "name": f"{pack[0].name}-pack{len(pack)}"}
+
+
 def make_trainable(sweep: Sweep, finished_keys: frozenset[str]) -> Any:
     from ray import tune
 
@@ -348,7 +356,9 @@ class RayTuneExecutor:
         quiet_tune()
         if not tune.Tuner.can_restore(handle):
             return
-        bridge_deleted_checkpoints(handle, [folder_name(t.name) for t in trials])
+        # Every trial folder of the experiment: a pack's folder is named after the pack it was launched as.
+        folders = [p.name for p in Path(handle).iterdir() if p.is_dir()] if Path(handle).is_dir() else []
+        bridge_deleted_checkpoints(handle, folders)
         self._say(f"[{self.sweep.name}] resuming {len(trials)} unfinished trials of {handle}")
         session.recorder.set_parent_tag("tune_experiment", handle)
         try:
@@ -365,6 +375,7 @@ class RayTuneExecutor:
             return
         with recording(session):
             tuner.fit()
+        session.settle([t.key for t in trials])
 
     def fresh(self, trials: list[Trial], session: Session) -> None:
         """A new Tune experiment over `trials`, with a manifest of their keys for a later restore."""
@@ -377,9 +388,10 @@ class RayTuneExecutor:
         sweep = self.sweep
         storage = storage_path(sweep)
         name = time.strftime("tune-%Y%m%d-%H%M%S")
+        packs = form_packs(trials, sweep.config.resources.pack)
         tuner = tune.Tuner(
             make_trainable(sweep, frozenset()),
-            param_space={"trial": tune.grid_search([trial_spec(t, sweep.trainer.name) for t in trials])},
+            param_space={"trial": tune.grid_search([pack_spec(p, sweep.trainer.name) for p in packs])},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=self.max_concurrent,
                 reuse_actors=True,  # one worker process per slot instead of one per trial (torch import: seconds)
@@ -400,6 +412,7 @@ class RayTuneExecutor:
         session.recorder.set_parent_tag("tune_experiment", path)
         with recording(session):
             tuner.fit()
+        session.settle([t.key for t in trials])
 
     def _say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)

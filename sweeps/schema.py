@@ -169,6 +169,11 @@ class Resources(Section):
     """GPUs per trial, in [0, 1024]; a fraction < 1 packs several trials on one GPU (0.25 = four per GPU). Above 1
     it must be a whole number. gpu > 0 trains on `cuda`, gpu = 0 on `cpu`."""
 
+    pack: Annotated[int, Field(ge=1, le=1024)] = 1
+    """Seeds of one cell per trial process, trained as one grouped model (neuralgpu.packed: K15 models, memory
+    plain, fp32); `cpu` and `gpu` are then the pack's. Each seed keeps its own trial key and MLflow run. 1: one
+    seed per trial."""
+
     @field_validator("gpu")
     @classmethod
     def _whole_above_one(cls, value: float) -> float:

@@ -188,3 +188,10 @@ class Session:
     errored: set[str] = field(default_factory=set)
     interrupted: bool = False
     """Set when an execution ended with trials unfinished (Ctrl-C / SIGTERM of the driver)."""
+
+    def settle(self, launched: list[str]) -> None:
+        """After an execution over the `launched` trial keys: one neither completed nor failed was cut off. (A stop
+        that lands between two trials ends the execution before the next one exists, so the executor's own view
+        of its trials shows nothing unfinished.)"""
+        if any(key not in self.completed and key not in self.errored for key in launched):
+            self.interrupted = True

@@ -20,14 +20,20 @@ RESULT_KEY = "seedpool/result_json"
 """Final report of a trial: the trainer's TrainResult as JSON, plus `trial_time_s` and `trial_cpu_s`."""
 SKIPPED_KEY = "seedpool/skipped"
 """Final report of a trial whose key was already finished when an old Tune experiment was restored."""
+MEMBER_KEY = "seedpool/member"
+"""In every report of a packed trial (resources.pack): the trial key of the member (seed) it is about."""
 NODE_KEY = "seedpool/node_id"
 """In every training report: the Ray node that runs the trial (Tune's own `hostname` and `node_ip` are the same
 for several nodes on one host)."""
 
 
 def run_trial(config: dict[str, Any], finished_keys: frozenset[str] = frozenset()) -> None:
-    """config["trial"]: {"trial_key", "trainer", "run_config", "name"} (see ray_executor.trial_spec)."""
+    """config["trial"]: {"trial_key", "trainer", "run_config", "name"}, or {"pack": [those], "trainer", "name"}
+    for several seeds trained as one pack (see ray_executor.trial_spec)."""
     trial = config["trial"]
+    if "pack" in trial:
+        run_pack(trial, finished_keys)
+        return
     if trial["trial_key"] in finished_keys:
         tune.report({SKIPPED_KEY: 1})
         return
@@ -56,3 +62,48 @@ def run_trial(config: dict[str, Any], finished_keys: frozenset[str] = frozenset(
         "trial_cpu_s": time.process_time() - cpu_started,
     }
     tune.report({"step": result.steps, RESULT_KEY: json.dumps(summary, default=str)})
+
+
+def run_pack(trial: dict[str, Any], finished_keys: frozenset[str]) -> None:
+    """Several seeds of one cell as one pack. Each member's reports carry its key (MEMBER_KEY) and its final
+    result comes as it stops; a checkpoint is the folder of every member's latest one, by key, so a retried or
+    restored pack resumes each member from its own (members finished since, in `finished_keys`, are left out)."""
+    members = [member for member in trial["pack"] if member["trial_key"] not in finished_keys]
+    if not members:
+        tune.report({SKIPPED_KEY: 1})
+        return
+    started, cpu_started = time.perf_counter(), time.process_time()
+    spec = TRAINERS[trial["trainer"]]
+    config_class = spec.config_class_object()
+    cfgs = [config_class.from_dict(m["run_config"], source=f"trial {m['name']}") for m in members]
+    node_id = ray.get_runtime_context().get_node_id()
+
+    with tempfile.TemporaryDirectory(prefix="seedpool-pack-") as work:
+        root = os.path.join(work, "checkpoint")
+        directories = [os.path.join(root, member["trial_key"]) for member in members]
+        resume_from: list[str | None] = [None] * len(members)
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            restored = checkpoint.to_directory(os.path.join(work, "resume"))
+            candidates = [os.path.join(restored, member["trial_key"]) for member in members]
+            resume_from = [path if os.path.isdir(path) else None for path in candidates]
+
+        def reporter(key: str) -> Any:
+            def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+                persisted = tune.Checkpoint.from_directory(root) if checkpoint else None
+                tune.report({**metrics, NODE_KEY: node_id, MEMBER_KEY: key}, checkpoint=persisted)
+
+            return report
+
+        def finished(i: int, result: Any) -> None:
+            summary = {
+                **result.to_dict(),
+                "trial_time_s": time.perf_counter() - started,
+                # The pack's CPU seconds so far, shared out among its members.
+                "trial_cpu_s": (time.process_time() - cpu_started) / len(members),
+            }
+            key = members[i]["trial_key"]
+            tune.report({"step": result.steps, MEMBER_KEY: key, RESULT_KEY: json.dumps(summary, default=str)})
+
+        reports = [reporter(member["trial_key"]) for member in members]
+        spec.pack_callable()(cfgs, reports, directories, resume_from, finished)

@@ -38,6 +38,15 @@ class TrainerSpec:
     """What the trainer's `step`, `budget.steps` and `steps_to_success` count (seedcore.record.STEP_UNITS)."""
     unavailable: str = ""
     """Why the trainer cannot be used yet (empty when it can)."""
+    check_pack: Callable[[list[dict[str, Any]], str], None] | None = None
+    """Raises ValueError naming the field when these run configs cannot train as one pack (resources.pack);
+    None: the trainer has no packed mode."""
+    pack_function: str = ""
+    """`module:function` with the signature `train_pack(cfgs, reports, checkpoint_dirs, resume_from, finished)`
+    (neuralgpu.packed.train_pack), when the trainer has a packed mode."""
+
+    def pack_callable(self) -> Callable[..., Any]:
+        return load_object(self.pack_function)
 
     def config_class_object(self) -> Any:
         return load_object(self.config_class)
@@ -64,6 +73,12 @@ def neuralgpu_owned_fields(sweep: SweepConfig) -> dict[str, Any]:
     if success.gate is not None:
         fields["success_gate"] = success.gate
     return fields
+
+
+def neuralgpu_check_pack(run_configs: list[dict[str, Any]], where: str) -> None:
+    from neuralgpu.config import TrainConfig, check_pack
+
+    check_pack([TrainConfig.from_dict(values, source=where) for values in run_configs], where)
 
 
 def neuralgpu_success(sweep: SweepConfig) -> str:
@@ -179,6 +194,8 @@ TRAINERS: dict[str, TrainerSpec] = {
         # init and lr_decay_rule (issue 19) at K15's values: K15 pools keep their keys; F17 pools get new ones, as
         # F17's recipe changed (its own AdaMax, LR rule, initialisation and dropout per task).
         later_fields={"success_confirm": 0, "init": "torch", "lr_decay_rule": "k15", **SPLIT_SEEDS_UNSET},
+        check_pack=neuralgpu_check_pack,
+        pack_function="neuralgpu.packed:train_pack",
     ),
     RL: TrainerSpec(
         name=RL,

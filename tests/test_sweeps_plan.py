@@ -139,3 +139,14 @@ def test_a_checkpoint_deleted_before_the_experiment_state_was_saved_is_bridged(t
     assert sorted(p.name for p in (tmp_path / "w4-s0").iterdir()) == [f"checkpoint_00000{n}" for n in (2, 3, 4)]
     assert sorted(p.name for p in (tmp_path / "w4-s1").iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
     assert list((tmp_path / "w6-s0").iterdir()) == []
+
+
+def test_a_launched_trial_neither_completed_nor_failed_means_the_execution_was_cut_off():
+    """A Ctrl-C between two trials ends Tune before the next trial exists: only the launched keys tell."""
+    from sweeps.session import Session
+
+    session = Session(recorder=None, progress=None, trials={}, skip=frozenset(), completed={"a"}, errored={"b"})
+    session.settle(["a", "b"])
+    assert not session.interrupted
+    session.settle(["a", "b", "c"])
+    assert session.interrupted
