@@ -14,7 +14,8 @@ Lengths: K15's length curriculum draws a length per member and step. Shorter mem
 and their state is frozen after their own n steps; padded columns are masked, as the convolutions' zero border
 would be, so each member computes exactly its solo function. The padded work is the cost (`padding_overhead`).
 
-K15 models only (`model: k15`, memory plain, fp32) for now: F17's fused DCGRU does not take groups yet.
+K15 models only (`model: k15`, memory plain, fp32) on a CPU, for now: F17's fused DCGRU does not take groups
+yet, and on CUDA each member's dropout stream would need the CUDA generator swapped too (untested here).
 
     python -m neuralgpu.packed --task badd --seeds 0 1 2 3 [--config run.yaml] [--max-steps N]
 """
@@ -37,10 +38,8 @@ from neuralgpu.evaluate import error_rates
 from neuralgpu.model import (
     FusedCGRU,
     NeuralGPU,
-    by_group,
     dropout_scale,
     masked_cross_entropy,
-    merge_groups,
 )
 from neuralgpu.train import Report, Trainer, TrainResult
 from seedcore.config import load_yaml
@@ -102,12 +101,10 @@ class PackedNeuralGPU:
         x = x.permute(1, 0, 3, 2).reshape(batch, groups * m, n)
         x = F.conv1d(x, flat(weights["input_proj.weight"]), flat(weights["input_proj.bias"]), groups=groups)
         state = torch.cat([x.unsqueeze(2), x.new_zeros(batch, groups * m, h - 1, n)], dim=2)  # (B, G m, h, n)
-        state = merge_groups(by_group(state, groups) * mask, groups).contiguous(memory_format=torch.channels_last)
+        state = joined(split(state, groups) * mask).contiguous(memory_format=torch.channels_last)
         full_mask = None  # nothing to zero, as NeuralGPU.forward decides: skip a pass per CGRU
         if not bool(active.all()):
-            full_mask = merge_groups(mask.expand(batch, groups, m, h, n), groups).contiguous(
-                memory_format=torch.channels_last
-            )
+            full_mask = joined(mask.expand(batch, groups, m, h, n)).contiguous(memory_format=torch.channels_last)
         cells = [[cell_weights(weights, i, copy) for copy in range(copies)] for i in range(len(self.models[0].cgrus))]
         alive = torch.tensor(lengths).view(1, groups, 1, 1, 1)
         padding = self.models[0].cgrus[0].gates.padding
@@ -123,7 +120,7 @@ class PackedNeuralGPU:
                     new, *cell[t % copies], scales[i], self.models[0].cgrus[i].cutoff, padding, groups
                 )
             if min(lengths) <= t:  # members past their own n steps keep their state
-                new = merge_groups(torch.where(alive > t, by_group(new, groups), by_group(state, groups)), groups)
+                new = joined(torch.where(alive > t, split(new, groups), split(state, groups)))
             state = new
         readout = F.conv1d(
             state[:, :, 0, :], flat(weights["readout.weight"]), flat(weights["readout.bias"]), groups=groups
@@ -135,6 +132,16 @@ class PackedNeuralGPU:
             logits.append(member_logits)
             losses.append(masked_cross_entropy(member_logits, targets[g, :, :length], active[g, :, :length]))
         return logits, losses
+
+
+def split(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, G c, ...) -> a (B, G, c, ...) view, also for one group (`model.by_group` returns one group as it is)."""
+    return t.view(t.shape[0], groups, t.shape[1] // groups, *t.shape[2:])
+
+
+def joined(t: torch.Tensor) -> torch.Tensor:
+    """(B, G, c, ...) -> (B, G c, ...)."""
+    return t.reshape(t.shape[0], t.shape[1] * t.shape[2], *t.shape[3:])
 
 
 def flat(weight: torch.Tensor) -> torch.Tensor:
@@ -164,7 +171,7 @@ def dropout_scales(
     n, groups = max(lengths), len(members)
     layout = {"memory_format": torch.channels_last}
     scale = (torch.empty if min(lengths) == n else torch.zeros)(batch, groups * m, h, n).contiguous(**layout)
-    blocks = by_group(scale, groups)  # (B, G, m, h, n) views into `scale`
+    blocks = split(scale, groups)  # (B, G, m, h, n) views into `scale`
     for g, (member, length) in enumerate(zip(members, lengths, strict=True)):
         if t < length:
             blocks[:, g, :, :, :length] = draw(member, (batch, m, h, length))
@@ -202,6 +209,11 @@ class Pack:
                 member.load(checkpoint)
             self.members.append(member)
             self.rng.append(global_rng_state(cuda=False))
+        if self.members[0].device.type != "cpu":
+            raise ConfigError(
+                f"pack: device {self.members[0].device}; packed seeds run on a CPU for now (on CUDA each member's "
+                "dropout stream is not yet its own). Set device: cpu, or train one seed per run."
+            )
         self.model = PackedNeuralGPU([member.model for member in self.members])
         self.padding: list[float] = []
         """padding_overhead of each forward pass, for the benchmark."""
@@ -325,10 +337,12 @@ def train_pack(
     reports: list[Report | None] | None = None,
     checkpoint_dirs: list[str | None] | None = None,
     resume_from: list[str | None] | None = None,
+    finished: Callable[[int, TrainResult], None] | None = None,
 ) -> list[TrainResult]:
     """Train the configs (one cell, several seeds) as one pack; each member reports and checkpoints as its solo
-    run would, to its own `reports[i]` and `checkpoint_dirs[i]`, and resumes from `resume_from[i]`."""
-    return Pack(cfgs, reports, checkpoint_dirs, resume_from).run()
+    run would, to its own `reports[i]` and `checkpoint_dirs[i]`, and resumes from `resume_from[i]`.
+    `finished(i, result)` is called as member i stops, while the others go on."""
+    return Pack(cfgs, reports, checkpoint_dirs, resume_from).run(finished)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,6 +50,9 @@ def test_a_pack_the_trainer_cannot_train_is_refused_before_anything_runs(make_sw
     )
     with pytest.raises(SweepConfigError, match=r"in `resources.pack`.*K15 models only.*Nothing was launched"):
         load_sweep(str(f17))
+    gpu = make_sweep(resources={"cpu": 1, "gpu": 1, "pack": 2})
+    with pytest.raises(SweepConfigError, match=r"in `resources.pack`.*device 'cuda'.*on a CPU, for now"):
+        load_sweep(str(gpu))
     rl = make_sweep(template="rl_qlearning", resources={"cpu": 1, "pack": 2})
     with pytest.raises(SweepConfigError, match=r"`resources.pack` is 2, but trainer `rl` trains one seed per process"):
         load_sweep(str(rl))
