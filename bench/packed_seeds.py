@@ -5,12 +5,13 @@ separate trials sharing the same cores (>= 1.4x). Each arm trains the same 8 see
 untimed warm-up step each), with as many worker processes as cores, in the same run:
 
 - solo: each process trains its share of the seeds one after the other, one thread each (a pool's trials);
-- packs per core: each process trains its share as one pack, one thread each;
+- packs per core: each process trains its share as one pack, one thread each, its members' lengths grouped (one
+  forward pass per distinct length) or padded (one pass);
 - one pack: one process trains all 8 as one pack with a thread per core.
 
 Two length settings: every member at length 41 (what F17's bins give: no padding), and K15's length curriculum at
-its last stage (each member draws its own length each step; shorter members are padded), with the mean padding
-overhead (the pack's convolution work over the members' own).
+its last stage (each member draws its own length each step), with the mean padding overhead of padded passes (the
+pack's convolution work over the members' own).
 
     python -m bench.packed_seeds [--seeds 8] [--steps 4] [--width 24] [--length 41] [--workers 2]
 """
@@ -51,11 +52,11 @@ def solo_seconds(cfgs: list[TrainConfig], steps: int) -> tuple[float, float]:
     return total, 1.0
 
 
-def pack_seconds(cfgs: list[TrainConfig], steps: int) -> tuple[float, float]:
+def pack_seconds(cfgs: list[TrainConfig], steps: int, lengths: str) -> tuple[float, float]:
     """(seconds, mean padding overhead) of `steps` timed steps of the configs as one pack."""
     from neuralgpu.packed import Pack
 
-    pack = Pack(cfgs)
+    pack = Pack(cfgs, lengths=lengths)
     members = list(range(len(cfgs)))
     pack.step(members)
     started = time.perf_counter()
@@ -66,7 +67,9 @@ def pack_seconds(cfgs: list[TrainConfig], steps: int) -> tuple[float, float]:
 
 def worker(job: tuple[str, list[TrainConfig], int]) -> tuple[float, float]:
     arm, cfgs, steps = job
-    return (solo_seconds if arm == "solo" else pack_seconds)(cfgs, steps)
+    if arm == "solo":
+        return solo_seconds(cfgs, steps)
+    return pack_seconds(cfgs, steps, lengths=arm)
 
 
 def measure(arm: str, cfgs_per_worker: list[list[TrainConfig]], steps: int) -> tuple[float, float]:
@@ -98,16 +101,18 @@ def main(argv: list[str] | None = None) -> None:
     for curriculum in ("fixed", "length"):
         label = f"all at {args.length}" if curriculum == "fixed" else f"K15 curriculum at {args.length}"
         arms = {
-            "solo (one per process)": ("solo", [configs(s, args.width, args.length, curriculum, 1) for s in shares]),
-            f"{args.workers} packs, 1 thread each": (
-                "pack",
-                [configs(s, args.width, args.length, curriculum, 1) for s in shares],
-            ),
-            f"1 pack, {args.workers} threads": (
-                "pack",
-                [configs(seeds, args.width, args.length, curriculum, args.workers)],
-            ),
+            "solo (one per process)": ("solo", [configs(s, args.width, args.length, curriculum, 1) for s in shares])
         }
+        for lengths in ("group", "pad") if curriculum == "length" else ("pad",):
+            arms[f"{args.workers} packs, {lengths}"] = (
+                lengths,
+                [configs(s, args.width, args.length, curriculum, 1) for s in shares],
+            )
+        if args.workers > 1:
+            arms[f"1 pack, {args.workers} threads"] = (
+                "group",
+                [configs(seeds, args.width, args.length, curriculum, args.workers)],
+            )
         baseline = None
         for name, (arm, jobs) in arms.items():
             rate, padding = measure(arm, jobs, args.steps)

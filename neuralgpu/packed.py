@@ -10,9 +10,11 @@ Exactness: a member's batches, dropout masks, gradient noise and optimiser steps
 run (each member's global RNG state is swapped in around its own draws), so its curve agrees with the solo run's
 within float tolerance: grouped and plain convolutions sum in different orders (tests/test_packed.py).
 
-Lengths: K15's length curriculum draws a length per member and step. Shorter members are padded to the longest
-and their state is frozen after their own n steps; padded columns are masked, as the convolutions' zero border
-would be, so each member computes exactly its solo function. The padded work is the cost (`padding_overhead`).
+Lengths: K15's length curriculum draws a length per member and step. By default (`lengths="group"`) members
+that drew the same length share a forward pass and each distinct length gets its own. With `lengths="pad"` all
+share one: shorter members are padded to the longest and their state is frozen after their own n steps; padded
+columns are masked, as the convolutions' zero border would be, so each member still computes exactly its solo
+function, and the padded work is the cost (`padding_overhead`). On this CPU grouping costs less (the bench).
 
 K15 models only (`model: k15`, memory plain, fp32) on a CPU, for now: F17's fused DCGRU does not take groups
 yet, and on CUDA each member's dropout stream would need the CUDA generator swapped too (untested here).
@@ -44,6 +46,10 @@ from neuralgpu.model import (
 from neuralgpu.train import Report, Trainer, TrainResult
 from seedcore.config import load_yaml
 from seedcore.runtime import global_rng_state, set_global_rng_state
+
+LENGTH_POLICIES = ("group", "pad")
+"""How members that drew different lengths in one step share it (Pack's `lengths`; bench/packed_seeds.py measures
+both): one forward pass per distinct length, or one padded pass."""
 
 Draw = Callable[[int, tuple[int, ...]], torch.Tensor]
 """`draw(member, shape)`: that member's dropout multiplier for a state of `shape` (B, m, h, n) at its own rate,
@@ -194,8 +200,12 @@ class Pack:
         reports: list[Report | None] | None = None,
         checkpoint_dirs: list[str | None] | None = None,
         resume_from: list[str | None] | None = None,
+        lengths: str = "group",
     ):
         check_pack(cfgs)
+        if lengths not in LENGTH_POLICIES:
+            raise ConfigError(f"pack: lengths is {lengths!r}; use one of {', '.join(LENGTH_POLICIES)}.")
+        self.lengths = lengths
         reports = reports or [None] * len(cfgs)
         checkpoint_dirs = checkpoint_dirs or [None] * len(cfgs)
         self.members: list[Trainer] = []
@@ -217,6 +227,8 @@ class Pack:
         self.model = PackedNeuralGPU([member.model for member in self.members])
         self.padding: list[float] = []
         """padding_overhead of each forward pass, for the benchmark."""
+        self.forwards: list[int] = []
+        """Forward passes of each batch slot of each step (more than one when lengths are grouped)."""
 
     @contextmanager
     def own_rng(self, i: int) -> Iterator[None]:
@@ -247,26 +259,11 @@ class Pack:
         losses: dict[int, list[torch.Tensor]] = {i: [] for i in running}
         errors: dict[int, list[tuple[int, float, float]]] = {i: [] for i in running}
         for slot in range(slots):
-            group = [i for i in running if slot < len(samples[i][1])]
-            batches = [samples[i][1][slot] for i in group]
-            lengths = [length for length, _, _ in batches]
-            inputs, targets = padded([b[1] for b in batches]), padded([b[2] for b in batches])
-            rates = {
-                i: self.members[i].variant.dropout_rate(self.members[i].cfg, length)
-                for i, length in zip(group, lengths, strict=True)
-            }
-            training = self.members[0].model.training and any(rates.values())
-
-            def draw(member: int, shape: tuple[int, ...], rates=rates) -> torch.Tensor:
-                return self.draw(member, shape, rates[member])
-
-            self.padding.append(padding_overhead(lengths))
-            logits, member_losses = self.model.forward(group, inputs, targets, lengths, draw if training else None)
-            for g, i in enumerate(group):
-                losses[i].append(member_losses[g])
-                errors[i].append(
-                    (lengths[g], *error_rates(logits[g].detach().argmax(dim=-1), targets[g, :, : lengths[g]]))
-                )
+            filled = [i for i in running if slot < len(samples[i][1])]
+            groups = self.length_groups(filled, [samples[i][1][slot][0] for i in filled])
+            self.forwards.append(len(groups))
+            for group in groups:
+                self.forward_group(group, [samples[i][1][slot] for i in group], losses, errors)
         self.model.zero_grad()
         diverged, objectives, means = [], [], {}
         for i in running:
@@ -285,6 +282,42 @@ class Pack:
             with self.own_rng(i):
                 self.members[i].update(samples[i][0], float(means[i].detach()), 0.0, errors[i])
         return diverged
+
+    def length_groups(self, members: list[int], lengths: list[int]) -> list[list[int]]:
+        """The forward passes of one batch slot: all members at once, padded to the longest ("pad"), or one pass
+        per distinct length ("group": no padded work, more passes)."""
+        if self.lengths == "pad":
+            return [members]
+        by_length: dict[int, list[int]] = {}
+        for member, length in zip(members, lengths, strict=True):
+            by_length.setdefault(length, []).append(member)
+        return list(by_length.values())
+
+    def forward_group(
+        self,
+        group: list[int],
+        batches: list[tuple[int, torch.Tensor, torch.Tensor]],
+        losses: dict[int, list[torch.Tensor]],
+        errors: dict[int, list[tuple[int, float, float]]],
+    ) -> None:
+        """One grouped forward pass over `group`'s batches (length, inputs, targets); appends each member's loss
+        and its (length, sequence error, digit error)."""
+        lengths = [length for length, _, _ in batches]
+        inputs, targets = padded([b[1] for b in batches]), padded([b[2] for b in batches])
+        rates = {
+            i: self.members[i].variant.dropout_rate(self.members[i].cfg, length)
+            for i, length in zip(group, lengths, strict=True)
+        }
+        training = self.members[0].model.training and any(rates.values())
+
+        def draw(member: int, shape: tuple[int, ...]) -> torch.Tensor:
+            return self.draw(member, shape, rates[member])
+
+        self.padding.append(padding_overhead(lengths))
+        logits, member_losses = self.model.forward(group, inputs, targets, lengths, draw if training else None)
+        for g, i in enumerate(group):
+            losses[i].append(member_losses[g])
+            errors[i].append((lengths[g], *error_rates(logits[g].detach().argmax(dim=-1), targets[g, :, : lengths[g]])))
 
     def run(self, finished: Callable[[int, TrainResult], None] | None = None) -> list[TrainResult]:
         """Train until every member stops; `finished(i, result)` is called as member i stops (the others go on)."""

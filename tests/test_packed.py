@@ -66,11 +66,15 @@ def test_members_start_from_their_solo_weights():
     assert pack.members[1].model.embed.weight.data_ptr() == stacked[1].data_ptr()
 
 
-def test_packed_members_follow_their_solo_runs():
+@pytest.mark.parametrize("lengths", ["pad", "group"])
+def test_packed_members_follow_their_solo_runs(lengths):
     cfgs = pack_configs()
     solo = solo_curves(cfgs)
-    packed, results, pack = pack_curves(cfgs)
-    assert max(pack.padding) > 1, "the members should train at different lengths in one step"
+    packed, results, pack = pack_curves(cfgs, lengths=lengths)
+    if lengths == "pad":
+        assert max(pack.padding) > 1 and set(pack.forwards) == {1}, "members of different lengths in one pass"
+    else:
+        assert max(pack.forwards) > 1 and set(pack.padding) == {1.0}, "one pass per length, nothing padded"
     for a, b in zip(solo, packed, strict=True):
         assert_close_curves(a, b)
     assert [r.steps for r in results] == [40, 40, 40]
@@ -81,7 +85,7 @@ def test_a_member_that_stops_leaves_the_pack_and_the_others_go_on():
     cfgs[0] = neuralgpu_config(**{**cfgs[0].to_dict(), "max_steps": 30})
     cfgs[1] = neuralgpu_config(**{**cfgs[1].to_dict(), "max_steps": 20})
     solo = solo_curves(cfgs)
-    packed, results, _ = pack_curves(cfgs)
+    packed, results, _ = pack_curves(cfgs, lengths="pad")
     assert [r.steps for r in results] == [30, 20, 40]  # the last 10 steps, one member trains alone
     assert [r.stop_reason for r in results] == ["max_steps"] * 3
     for a, b in zip(solo, packed, strict=True):
@@ -120,6 +124,8 @@ def test_a_resumed_pack_continues_exactly(tmp_path):
 
 def test_members_of_different_cells_are_refused():
     cfgs = [neuralgpu_config(seed=0), neuralgpu_config(seed=1, width=8)]
+    with pytest.raises(ConfigError, match="lengths is 'sorted'"):
+        Pack([neuralgpu_config(seed=0)], lengths="sorted")
     with pytest.raises(ConfigError, match="differ in `width`"):
         check_pack(cfgs)
     with pytest.raises(ConfigError, match="K15 models only"):
