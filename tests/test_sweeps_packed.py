@@ -3,12 +3,13 @@ its own MLflow run and the curve its solo run gives; read back with MLflow's own
 
 from __future__ import annotations
 
-import shutil
+import os
 import signal
 
 import pytest
 import yaml
 from conftest import CONFIGS
+from drivers import driver, wait_for
 from mlflow import MlflowClient
 from test_sweeps_e2e import child_runs, interrupt_and_resume
 
@@ -81,11 +82,7 @@ def test_a_packed_pool_records_each_seed_as_its_solo_run(make_sweep, mlflow_db, 
     assert 0 < stopped_early < 4, "some members stop while their pack goes on"
 
 
-def test_an_interrupted_packed_pool_resumes_to_exactly_one_run_per_seed(make_sweep, mlflow_db, ray_cluster, tmp_path):
-    packed = tmp_path / "packed"
-    packed.mkdir()
-    shutil.copyfile(mlflow_db, packed / "mlflow.db")
-
+def test_an_interrupted_packed_pool_resumes_to_exactly_one_run_per_seed(make_sweep, mlflow_db, ray_cluster):
     def make_packed(**changes):
         return make_sweep(resources={"cpu": 1, "pack": 2}, **changes)
 
@@ -97,3 +94,35 @@ def test_an_interrupted_packed_pool_resumes_to_exactly_one_run_per_seed(make_swe
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
         assert sorted(steps) == list(range(10, 201, 10)), f"each step once, none missing: {sorted(steps)}\n{resumed}"
+
+
+@pytest.mark.slow
+def test_a_crashed_pack_is_retried_with_each_member_from_its_own_checkpoint(make_sweep, mlflow_db, ray_cluster):
+    """Kill the Ray worker of a running pack: Tune retries it from the pack's last checkpoint, each member resumes
+    from its own state in it, and each keeps its one MLflow run with its curve whole."""
+    path = make_sweep(
+        budget={"steps": 1000},
+        max_failures=1,
+        resources={"cpu": 1, "pack": 2},
+        axes={"science": {"width": [4]}, "nuisance": {"seed": {"start": 0, "stop": 2}}},
+    )
+    proc = driver(path, ray_cluster, "--max-concurrent", "1")
+
+    def checkpointed_worker() -> int | None:
+        runs = child_runs(mlflow_db)
+        if len(runs) == 2 and all(r.data.metrics.get("train/loss") and "worker_pid" in r.data.tags for r in runs):
+            return int(runs[0].data.tags["worker_pid"])
+        return None
+
+    wait_for(lambda: checkpointed_worker() is not None, 240, proc)  # metrics flushed: checkpoints exist too
+    os.kill(checkpointed_worker(), signal.SIGKILL)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    runs = child_runs(mlflow_db)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), output
+    assert all(r.data.tags.get("retries") == "1" for r in runs), "both members were retried, each in its own run"
+    client = MlflowClient(f"sqlite:///{mlflow_db}")
+    for run in runs:
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+        assert steps == list(range(10, 1001, 10)), "the retry continued each member without gaps or repeats"
+        assert run.data.metrics["steps"] == 1000 and run.data.tags["stop_reason"] == "max_steps"
