@@ -39,6 +39,7 @@ EXIT_STORE_AWAY = 75
 # --- dry run -----------------------------------------------------------------------------------------------
 def describe_plan(sweep: Sweep) -> str:
     """The expanded trial table and what it asks of the cluster; needs neither Ray nor MLflow."""
+    from sweeps.expand import form_packs
     from sweeps.resources import usable_cpus
     from sweeps.tracking import storage_path, tracking_uri
 
@@ -48,6 +49,7 @@ def describe_plan(sweep: Sweep) -> str:
     res = config.resources
     run = trials[0].run_config
     unit = sweep.trainer.step_unit
+    processes = len(form_packs(trials, res.pack))  # what asks for resources: a trial, or a pack of them
     budget = " and ".join(
         filter(
             None,
@@ -66,9 +68,9 @@ def describe_plan(sweep: Sweep) -> str:
         f"device {run.get('device', '-')}); budget {budget}; up to {config.max_failures} retries",
         f"success:       {sweep.trainer.describe_success(config)}"
         + (f"; hopeless after {config.stopping.patience_steps} {unit} without progress" if config.stopping else ""),
-        f"pool needs:    {len(trials) * res.cpu:g} CPU-trials"
+        f"pool needs:    {processes * res.cpu:g} CPU-trials"
         + (
-            f", {len(trials) * res.gpu:g} GPU-trials; one GPU holds {int(1 // res.gpu) if res.gpu < 1 else 1} "
+            f", {processes * res.gpu:g} GPU-trials; one GPU holds {int(1 // res.gpu) if res.gpu < 1 else 1} "
             "trial(s) at once"
             if res.gpu
             else f"; {usable_cpus()} local CPUs run {int(usable_cpus() // res.cpu)} at once"
@@ -78,6 +80,12 @@ def describe_plan(sweep: Sweep) -> str:
     ]
     if sweep.overrides:
         lines.insert(1, f"overrides:     {shlex.join(sweep.overrides)}")
+    if res.pack > 1:
+        lines.insert(
+            -2,
+            f"packed:        up to {res.pack} seeds of a cell per trial process, as one grouped model: "
+            f"{processes} processes, each asking for the resources above",
+        )
     if config.adaptive is not None:
         from sweeps.adaptive import replay
 

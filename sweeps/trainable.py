@@ -96,10 +96,11 @@ def run_pack(trial: dict[str, Any], finished_keys: frozenset[str]) -> None:
             return report
 
         def finished(i: int, result: Any) -> None:
+            # The pack's wall and CPU seconds so far, shared out among its members: they trained side by side
+            # in one slot, so the members' times add up to the pack's and not to len(members) times it.
             summary = {
                 **result.to_dict(),
-                "trial_time_s": time.perf_counter() - started,
-                # The pack's CPU seconds so far, shared out among its members.
+                "trial_time_s": (time.perf_counter() - started) / len(members),
                 "trial_cpu_s": (time.process_time() - cpu_started) / len(members),
             }
             key = members[i]["trial_key"]

@@ -126,3 +126,10 @@ def test_a_crashed_pack_is_retried_with_each_member_from_its_own_checkpoint(make
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
         assert steps == list(range(10, 1001, 10)), "the retry continued each member without gaps or repeats"
         assert run.data.metrics["steps"] == 1000 and run.data.tags["stop_reason"] == "max_steps"
+
+
+def test_the_dry_run_counts_packs_as_the_processes_that_ask_for_resources(make_sweep, capsys):
+    assert main(["run", str(make_sweep(resources={"cpu": 1, "pack": 2})), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "pool needs:    2 CPU-trials" in out
+    assert "packed:        up to 2 seeds of a cell per trial process, as one grouped model: 2 processes" in out
