@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from neuralgpu.variants import VARIANTS, variant
-from seedcore.config import SEED_FIELDS, ConfigError, RunConfig, check_ranges, need_for, quote
+from seedcore.config import SEED_FIELDS, ConfigError, RunConfig, check_ranges, first_difference, need_for, quote
 
 __all__ = ["ConfigError", "TrainConfig"]
 
@@ -373,12 +373,10 @@ def check_pack(cfgs: list[TrainConfig], where: str = "pack") -> None:
     if not cfgs:
         raise ConfigError(f"{where}: no members; give at least one config.")
     first = cfgs[0].to_dict()
-    may_differ = RESUMABLE | set(SEED_FIELDS)
     for cfg in cfgs[1:]:
         values = cfg.to_dict()
-        differs = [k for k, v in values.items() if k not in may_differ and v != first[k]]
-        if differs:
-            key = differs[0]
+        key = first_difference(first, values, RESUMABLE | set(SEED_FIELDS))
+        if key is not None:
             raise ConfigError(
                 f"{where}: members differ in `{key}` ({first[key]!r} vs {values[key]!r}); a pack holds the seeds of "
                 "one cell, so pack only configs that differ in their seeds, budgets or bookkeeping."

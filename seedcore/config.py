@@ -16,7 +16,7 @@ import math
 import re
 import reprlib
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -370,3 +370,8 @@ def describe_fields(config_cls: type) -> dict[str, str]:
     source = inspect.getsource(config_cls)
     docs = dict(re.findall(r"^\s{4}(\w+): [^\n]*\n\s{4}\"\"\"(.*?)\"\"\"", source, flags=re.M | re.S))
     return {f.name: docs.get(f.name, "") for f in dataclasses.fields(config_cls)}
+
+
+def first_difference(a: dict[str, Any], b: dict[str, Any], ignore: Collection[str] = ()) -> str | None:
+    """The first key of `a` whose value differs in `b`, outside `ignore` (two configs' `to_dict()`); None if none."""
+    return next((key for key, value in a.items() if key not in ignore and value != b[key]), None)

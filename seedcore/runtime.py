@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seedcore.config import ConfigError
+from seedcore.config import ConfigError, first_difference
 
 
 # --- seeding and devices ---------------------------------------------------------------------------------
@@ -101,9 +101,8 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], resumable: Collection[str], path: Path) -> None:
     """Refuse to resume when a config field outside `resumable` (budgets, bookkeeping) differs from the
     checkpoint's; `saved` and `current` are `to_dict()` of the two configs."""
-    changed = [key for key, value in saved.items() if key not in resumable and value != current[key]]
-    if changed:
-        key = changed[0]
+    key = first_difference(saved, current, resumable)
+    if key is not None:
         raise ConfigError(
             f"{path}: the checkpoint was trained with a different `{key}` ({saved[key]!r} vs {current[key]!r}); "
             "resume with the checkpoint's config or start a new run."

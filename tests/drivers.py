@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,3 +52,13 @@ def wait_for(condition, timeout_s: float, proc: subprocess.Popen):
             raise AssertionError(f"timed out:\n{proc.stdout.read()}")
         time.sleep(0.3)
     return found
+
+
+def kill_worker_and_finish(proc: subprocess.Popen, worker_pid, timeout_s: float = 300) -> str:
+    """Wait until `worker_pid()` names a Ray worker that trains and has checkpointed, SIGKILL it, and let the
+    driver finish (Tune retries the trial); returns the driver's output, failing unless it exited 0."""
+    wait_for(lambda: worker_pid() is not None, 240, proc)
+    os.kill(worker_pid(), signal.SIGKILL)
+    output, _ = proc.communicate(timeout=timeout_s)
+    assert proc.returncode == 0, output
+    return output

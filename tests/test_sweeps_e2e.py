@@ -3,7 +3,6 @@ interrupted driver, growth of a pool, and the feasibility check. Nothing here fa
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from drivers import driver, wait_for
+from drivers import driver, kill_worker_and_finish, wait_for
 from mlflow import MlflowClient
 
 from sweeps.cli import main
@@ -205,10 +204,7 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(make_sweep, mlflow_db, r
                 return int(run.data.tags["worker_pid"])
         return None
 
-    wait_for(lambda: checkpointed_worker() is not None, 240, proc)  # metrics flushed: checkpoints exist too
-    os.kill(checkpointed_worker(), signal.SIGKILL)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
+    output = kill_worker_and_finish(proc, checkpointed_worker)  # once metrics are flushed: checkpoints exist too
     runs = child_runs(mlflow_db)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), output
     (retried,) = [r for r in runs if r.data.tags.get("retries") == "1"]

@@ -3,13 +3,12 @@ its own MLflow run and the curve its solo run gives; read back with MLflow's own
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
 import yaml
 from conftest import CONFIGS
-from drivers import driver, wait_for
+from drivers import driver, kill_worker_and_finish
 from mlflow import MlflowClient
 from test_sweeps_e2e import child_runs, interrupt_and_resume
 
@@ -114,10 +113,7 @@ def test_a_crashed_pack_is_retried_with_each_member_from_its_own_checkpoint(make
             return int(runs[0].data.tags["worker_pid"])
         return None
 
-    wait_for(lambda: checkpointed_worker() is not None, 240, proc)  # metrics flushed: checkpoints exist too
-    os.kill(checkpointed_worker(), signal.SIGKILL)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
+    output = kill_worker_and_finish(proc, checkpointed_worker)  # once metrics are flushed: checkpoints exist too
     runs = child_runs(mlflow_db)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), output
     assert all(r.data.tags.get("retries") == "1" for r in runs), "both members were retried, each in its own run"
