@@ -369,7 +369,7 @@ success goes on training: does generalisation keep improving?)."""
 
 def check_pack(cfgs: list[TrainConfig], where: str = "pack") -> None:
     """Configs trained as one pack (neuralgpu.packed) must be one cell: equal up to their seeds, budgets and
-    bookkeeping; and a K15 model, memory plain, fp32. Raises ConfigError naming the field."""
+    bookkeeping; and memory plain, fp32, on a CPU. Raises ConfigError naming the field."""
     if not cfgs:
         raise ConfigError(f"{where}: no members; give at least one config.")
     first = cfgs[0].to_dict()
@@ -382,10 +382,9 @@ def check_pack(cfgs: list[TrainConfig], where: str = "pack") -> None:
                 "one cell, so pack only configs that differ in their seeds, budgets or bookkeeping."
             )
     cfg = cfgs[0]
-    if cfg.model != "k15" or cfg.memory != "plain" or cfg.precision != "fp32" or cfg.device.startswith("cuda"):
+    if cfg.memory != "plain" or cfg.precision != "fp32" or cfg.device.startswith("cuda"):
         raise ConfigError(
-            f"{where}: model {quote(cfg.model)}, memory {quote(cfg.memory)}, precision {quote(cfg.precision)}, "
-            f"device {quote(cfg.device)}; packed seeds run K15 models only, with memory plain and precision fp32, on "
-            "a CPU, for now (on CUDA each member's dropout stream is not yet its own). Train other configs one seed "
-            "per run."
+            f"{where}: memory {quote(cfg.memory)}, precision {quote(cfg.precision)}, device {quote(cfg.device)}; "
+            "packed seeds run with memory plain and precision fp32, on a CPU, for now (on CUDA each member's "
+            "dropout stream is not yet its own). Train other configs one seed per run."
         )

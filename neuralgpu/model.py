@@ -89,19 +89,29 @@ def unshift_maps(g: torch.Tensor) -> torch.Tensor:
     return _shift(g, -1)
 
 
-def _shift(s: torch.Tensor, direction: int) -> torch.Tensor:
-    m = s.shape[1]
+def _shift(s: torch.Tensor, direction: int, maps_dim: int = 1) -> torch.Tensor:
+    """The shift with the maps along `maps_dim` (2 for a packed model's (B, G, m, 1, n) view: each its own)."""
+    m = s.shape[maps_dim]
     third = m // 3
-    stay, left, right = m - 2 * third, slice(m - 2 * third, m - third), slice(m - third, m)
+    stay, left, right = slice(0, m - 2 * third), slice(m - 2 * third, m - third), slice(m - third, m)
     if direction < 0:
         left, right = right, left
+    lead = (slice(None),) * maps_dim
     out = torch.empty_like(s)
-    out[:, :stay] = s[:, :stay]
-    out[:, left, ..., 1:] = s[:, left, ..., :-1]  # out[i] = in[i - 1]
-    out[:, left, ..., 0] = 0.0
-    out[:, right, ..., :-1] = s[:, right, ..., 1:]  # out[i] = in[i + 1]
-    out[:, right, ..., -1] = 0.0
+    out[(*lead, stay)] = s[(*lead, stay)]
+    out[(*lead, left, ..., slice(1, None))] = s[(*lead, left, ..., slice(None, -1))]  # out[i] = in[i - 1]
+    out[(*lead, left, ..., 0)] = 0.0
+    out[(*lead, right, ..., slice(None, -1))] = s[(*lead, right, ..., slice(1, None))]  # out[i] = in[i + 1]
+    out[(*lead, right, ..., -1)] = 0.0
     return out
+
+
+def shift_groups(s: torch.Tensor, groups: int, direction: int = 1) -> torch.Tensor:
+    """`shift_maps` (direction 1) or `unshift_maps` (-1) of each group's maps of a (B, groups * m, ...) state,
+    as a (B, groups, m, ...) tensor (as (B, m, ...) with one group)."""
+    if groups == 1:
+        return _shift(s, direction)
+    return _shift(by_group(s, groups), direction, maps_dim=2)
 
 
 def memory_context(mode: str) -> contextlib.AbstractContextManager:
@@ -496,23 +506,24 @@ class FusedDCGRU(torch.autograd.Function):
     whose sign is the cost's derivative."""
 
     @staticmethod
-    def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, drop, mask, limit: float, padding: int):
+    def forward(ctx, s, gate_w, gate_b, cand_w, cand_b, drop, mask, limit: float, padding: int, groups: int = 1):
         with torch.autocast(s.device.type, enabled=False):
             s_conv = s.to(gate_w.dtype)  # the convolutions' dtype (autocast's), the state stays in its own
-            gate_pre = F.conv2d(s_conv, gate_w, gate_b, padding=padding).to(s.dtype)  # (B, 2m, 1, n)
+            gate_pre = F.conv2d(s_conv, gate_w, gate_b, padding=padding, groups=groups).to(s.dtype)  # (B, G 2m, 1, n)
             unclamped = torch.add(gate_pre.new_full((), 0.5), gate_pre, alpha=0.5)
             g = unclamped.clamp(0.0, 1.0)
             gate_excess = F.softshrink(gate_pre, limit)
-            r, u = g.chunk(2, dim=1)  # (B, m, 1, n) each
-            rs = (r * s).to(cand_w.dtype)
-            cand_pre = F.conv2d(rs, cand_w, cand_b, padding=padding).to(s.dtype)  # (B, m, 1, n)
+            r, u = gate_halves(g, groups)  # (B, G, m, 1, n) each
+            rs = merge_groups(r * by_group(s, groups), groups).to(cand_w.dtype)
+            cand_pre = F.conv2d(rs, cand_w, cand_b, padding=padding, groups=groups).to(s.dtype)  # (B, G m, 1, n)
             c = cand_pre.clamp(-1.0, 1.0)
             cand_excess = F.softshrink(cand_pre, limit)
-            cost = gate_excess.abs().sum() + cand_excess.abs().sum()
+            cost = group_sums(gate_excess.abs(), groups) + group_sums(cand_excess.abs(), groups)
             if drop is not None:
                 c.mul_(drop)
-            diff = shift_maps(s) - c
-            out = torch.addcmul(c, u, diff)  # u shift(s) + (1 - u) c
+            c_groups = by_group(c, groups)
+            diff = shift_groups(s, groups) - c_groups
+            out = merge_groups(torch.addcmul(c_groups, u, diff), groups)  # u shift(s) + (1 - u) c
             if mask is not None:
                 out.mul_(mask)
         ctx.save_for_backward(
@@ -530,7 +541,7 @@ class FusedDCGRU(torch.autograd.Function):
             gate_excess.sign(),
             cand_excess.sign(),
         )
-        ctx.padding = padding
+        ctx.padding, ctx.groups = padding, groups
         return out, cost
 
     @staticmethod
@@ -538,28 +549,42 @@ class FusedDCGRU(torch.autograd.Function):
         s, s_conv, gate_w, cand_w, unclamped, g, rs, cand_pre, diff, drop, mask, gate_sign, cand_sign = (
             ctx.saved_tensors
         )
+        groups = ctx.groups
+        # The cost's gradient per group, shaped to scale a (B, G, m, 1, n) view (a scalar with one group).
+        grad_cost = grad_cost if groups == 1 else grad_cost.view(1, groups, 1, 1, 1)
         grad = same_layout(grad, s)
         if mask is not None:
             grad = grad * mask
-        r, u = g.chunk(2, dim=1)
-        d_gates = torch.empty_like(g)  # (B, 2m, 1, n): d r, d u side by side, as the gate convolution made them
-        d_r, d_u = d_gates.chunk(2, dim=1)
-        torch.mul(grad, diff, out=d_u)
-        d_c = torch.addcmul(grad, grad, u, value=-1.0)  # (1 - u) grad
+        grad_groups = by_group(grad, groups)
+        r, u = gate_halves(g, groups)
+        d_gates = torch.empty_like(g)  # (B, G 2m, 1, n): d r, d u side by side, as the gate convolution made them
+        d_r, d_u = gate_halves(d_gates, groups)
+        torch.mul(grad_groups, diff, out=d_u)
+        d_c = merge_groups(torch.addcmul(grad_groups, grad_groups, u, value=-1.0), groups)  # (1 - u) grad
         if drop is not None:
             d_c.mul_(drop)
-        d_cand = clamp_backward_(d_c, cand_pre, -1.0, 1.0).addcmul_(cand_sign, grad_cost)
-        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding)
-        d_rs = d_rs.to(s.dtype)
-        torch.mul(d_rs, s, out=d_r)
-        d_s = torch.addcmul(unshift_maps(grad * u), d_rs, r)
+        d_cand = clamp_backward_(d_c, cand_pre, -1.0, 1.0)
+        by_group(d_cand, groups).addcmul_(by_group(cand_sign, groups), grad_cost)
+        d_rs, d_cand_w, d_cand_b = conv_backward(d_cand.to(cand_w.dtype), rs, cand_w, ctx.padding, groups)
+        d_rs = by_group(d_rs.to(s.dtype), groups)
+        torch.mul(d_rs, by_group(s, groups), out=d_r)
+        d_s = torch.addcmul(shift_groups(merge_groups(grad_groups * u, groups), groups, -1), d_rs, r)
+        d_s = merge_groups(d_s, groups)
         # d g / d pre-activation = 0.5 where the clamp passes, 0.5 applied after the convolution's backward
-        clamp_backward_(d_gates, unclamped, 0.0, 1.0).addcmul_(gate_sign, 2.0 * grad_cost)
-        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding)
+        clamp_backward_(d_gates, unclamped, 0.0, 1.0)
+        by_group(d_gates, groups).addcmul_(by_group(gate_sign, groups), 2.0 * grad_cost)
+        d_s_gates, d_gate_w, d_gate_b = conv_backward(d_gates.to(gate_w.dtype), s_conv, gate_w, ctx.padding, groups)
         d_s.add_(d_s_gates.to(s.dtype), alpha=0.5)
         d_gate_w.mul_(0.5)
         d_gate_b.mul_(0.5)
-        return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None, None
+        return d_s, d_gate_w, d_gate_b, d_cand_w, d_cand_b, None, None, None, None, None
+
+
+def group_sums(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """The sum of a (B, groups * m, ...) tensor: one scalar, or one per group (groups,) for a packed model."""
+    if groups == 1:
+        return t.sum()
+    return by_group(t, groups).sum(dim=[d for d in range(t.dim() + 1) if d != 1])
 
 
 class ImprovedNeuralGPU(nn.Module):

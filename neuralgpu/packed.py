@@ -16,8 +16,8 @@ share one: shorter members are padded to the longest and their state is frozen a
 columns are masked, as the convolutions' zero border would be, so each member still computes exactly its solo
 function, and the padded work is the cost (`padding_overhead`). On this CPU grouping costs less (the bench).
 
-K15 models only (`model: k15`, memory plain, fp32) on a CPU, for now: F17's fused DCGRU does not take groups
-yet, and on CUDA each member's dropout stream would need the CUDA generator swapped too (untested here).
+K15 and F17 models, memory plain, fp32, on a CPU, for now: on CUDA each member's dropout stream would need the
+CUDA generator swapped too (untested here).
 
     python -m neuralgpu.packed --task badd --seeds 0 1 2 3 [--config run.yaml] [--max-steps N]
 """
@@ -39,8 +39,10 @@ from neuralgpu.config import ConfigError, TrainConfig, check_pack
 from neuralgpu.evaluate import error_rates
 from neuralgpu.model import (
     FusedCGRU,
-    NeuralGPU,
+    FusedDCGRU,
+    ImprovedNeuralGPU,
     dropout_scale,
+    hard_tanh,
     masked_cross_entropy,
 )
 from neuralgpu.train import Report, Trainer, TrainResult
@@ -56,12 +58,12 @@ Draw = Callable[[int, tuple[int, ...]], torch.Tensor]
 drawn from the member's own RNG stream."""
 
 
-class PackedNeuralGPU:
-    """S K15 `NeuralGPU`s as one grouped model. Owns the stacked parameters (S, *shape); each member's parameters
-    are views of its slice, so a member's optimiser step updates the pack and `load_state_dict` on a member
-    writes into it."""
+class PackedModels:
+    """S models of one config as one grouped model. Owns the stacked parameters (S, *shape); each member's
+    parameters are views of its slice, so a member's optimiser step updates the pack and `load_state_dict` on a
+    member writes into it. A subclass brings the grouped `forward`."""
 
-    def __init__(self, models: list[NeuralGPU]):
+    def __init__(self, models: list[nn.Module]):
         self.models = models
         self.cfg = models[0].cfg
         self.stacked: dict[str, nn.Parameter] = {}
@@ -89,16 +91,26 @@ class PackedNeuralGPU:
 
     def forward(
         self, members: list[int], inputs: torch.Tensor, targets: torch.Tensor, lengths: list[int], draw: Draw | None
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """One batch per member: inputs, targets (G, B, n) with member g's own length lengths[g] <= n and zeros
-        beyond it. Returns each member's logits (B, lengths[g], vocab) and masked cross-entropy, as its own
-        `NeuralGPU.forward` would. `draw` gives the dropout multipliers (None: no dropout)."""
+        beyond it. Returns each member's logits (B, lengths[g], vocab), masked cross-entropy and auxiliary loss,
+        as its own model's forward would. `draw` gives the dropout multipliers (None: no dropout)."""
+        raise NotImplementedError
+
+    def weights(self, members: list[int]) -> dict[str, torch.Tensor]:
+        """The members' stacked parameters, (G, *shape) each."""
+        index = torch.tensor(members)
+        return {name: p.index_select(0, index) for name, p in self.stacked.items()}
+
+
+class PackedNeuralGPU(PackedModels):
+    """K15 `NeuralGPU`s: CGRUs with relaxation copies; members of different lengths padded in one pass."""
+
+    def forward(self, members, inputs, targets, lengths, draw):
         cfg, groups = self.cfg, len(members)
         batch, n = inputs.shape[1:]
         m, h, copies = cfg.width, cfg.height, cfg.relax_copies
-        index = torch.tensor(members)
-        weights = {name: p.index_select(0, index) for name, p in self.stacked.items()}  # (G, *shape) each
-
+        weights = self.weights(members)
         active = (inputs != 0) | (targets != 0)  # (G, B, n)
         mask = active.permute(1, 0, 2)[:, :, None, None, :].to(weights["embed.weight"].dtype)  # (B, G, 1, 1, n)
         # nn.Embedding's padding_idx: symbol 0 embeds to the zero row and sends it no gradient.
@@ -128,16 +140,75 @@ class PackedNeuralGPU:
             if min(lengths) <= t:  # members past their own n steps keep their state
                 new = joined(torch.where(alive > t, split(new, groups), split(state, groups)))
             state = new
-        readout = F.conv1d(
-            state[:, :, 0, :], flat(weights["readout.weight"]), flat(weights["readout.bias"]), groups=groups
+        logits, losses = read_out(state[:, :, 0, :], weights, targets, active, lengths)
+        return logits, losses, [loss.new_zeros(()) for loss in losses]  # K15 has no auxiliary loss
+
+
+class PackedImprovedNeuralGPU(PackedModels):
+    """F17 `ImprovedNeuralGPU`s: one DCGRU, hard nonlinearities and each member's own saturation cost. Members of
+    one pass share its length (F17's bins give every member the same lengths)."""
+
+    def forward(self, members, inputs, targets, lengths, draw):
+        cfg, groups = self.cfg, len(members)
+        batch, n = inputs.shape[1:]
+        if set(lengths) != {n}:
+            raise ValueError("packed F17 members share each pass's length; pack them with lengths='group'")
+        m = cfg.width
+        weights = self.weights(members)
+        active = (inputs != 0) | (targets != 0)  # (G, B, n)
+        mask = None  # nothing to zero, as ImprovedNeuralGPU.forward decides: skip a pass per step
+        if not bool(active.all()):
+            mask = active.permute(1, 0, 2)[:, :, None, None, :].to(weights["embed.weight"].dtype)  # (B, G, 1, 1, n)
+            mask = joined(mask.expand(batch, groups, m, 1, n)).contiguous(memory_format=torch.channels_last)
+        rows = torch.arange(groups)[:, None, None]
+        x = weights["embed.weight"][rows, inputs].permute(1, 0, 3, 2)  # (B, G, m, n)
+        cost = saturation_excess(x, cfg.saturation_limit).sum(dim=(0, 2, 3)) * n  # (G,): the input layer's, by n
+        state = hard_tanh(x.reshape(batch, groups * m, n)).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        if draw is not None:
+            state = state * dropout_scales(members, lengths, 0, (batch, m, 1), draw)
+        if mask is not None:
+            state = state * mask
+        cell = self.models[0].cell
+        gate_bias = cell.gate_bias.view(1, -1)  # F17's 0.5 (reset) and 0.7 (update)
+        layout = {"memory_format": torch.channels_last}
+        cell_weights = (
+            flat(weights["cell.gates.weight"]).unsqueeze(2).contiguous(**layout),
+            flat(weights["cell.gates.bias"] + gate_bias),
+            flat(weights["cell.candidate.weight"]).unsqueeze(2).contiguous(**layout),
+            flat(weights["cell.candidate.bias"]),
         )
-        readout = readout.view(batch, groups, -1, n)  # (B, G, vocab, n)
-        logits, losses = [], []
-        for g, length in enumerate(lengths):
-            member_logits = readout[:, g, :, :length].transpose(1, 2)  # (B, length, vocab)
-            logits.append(member_logits)
-            losses.append(masked_cross_entropy(member_logits, targets[g, :, :length], active[g, :, :length]))
-        return logits, losses
+        padding = (0, cell.gates.padding[0])
+        for _ in range(n):
+            drop = dropout_scales(members, lengths, 0, (batch, m, 1), draw) if draw is not None else None
+            state, step_cost = FusedDCGRU.apply(state, *cell_weights, drop, mask, cell.limit, padding, groups)
+            cost = cost + step_cost
+        logits, losses = read_out(state[:, :, 0, :], weights, targets, active, lengths)
+        return logits, losses, list((cost / (n * n * batch)).unbind(0))
+
+
+def saturation_excess(x: torch.Tensor, limit: float) -> torch.Tensor:
+    """relu(|x| - limit) elementwise: `model.saturation` before its sum."""
+    return F.relu(x.abs() - limit)
+
+
+def read_out(
+    state: torch.Tensor,
+    weights: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    active: torch.Tensor,
+    lengths: list[int],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Each member's logits (B, its length, vocab) from the grouped row-0 state (B, G m, n), and its masked
+    cross-entropy."""
+    groups, batch, n = len(lengths), state.shape[0], state.shape[-1]
+    readout = F.conv1d(state, flat(weights["readout.weight"]), flat(weights["readout.bias"]), groups=groups)
+    readout = readout.view(batch, groups, -1, n)  # (B, G, vocab, n)
+    logits, losses = [], []
+    for g, length in enumerate(lengths):
+        member_logits = readout[:, g, :, :length].transpose(1, 2)  # (B, length, vocab)
+        logits.append(member_logits)
+        losses.append(masked_cross_entropy(member_logits, targets[g, :, :length], active[g, :, :length]))
+    return logits, losses
 
 
 def split(t: torch.Tensor, groups: int) -> torch.Tensor:
@@ -224,7 +295,10 @@ class Pack:
                 f"pack: device {self.members[0].device}; packed seeds run on a CPU for now (on CUDA each member's "
                 "dropout stream is not yet its own). Set device: cpu, or train one seed per run."
             )
-        self.model = PackedNeuralGPU([member.model for member in self.members])
+        packed = PackedImprovedNeuralGPU if isinstance(self.members[0].model, ImprovedNeuralGPU) else PackedNeuralGPU
+        if packed is PackedImprovedNeuralGPU and lengths != "group":
+            raise ConfigError("pack: F17 members share each pass's length; pack them with lengths='group'.")
+        self.model = packed([member.model for member in self.members])
         self.padding: list[float] = []
         """padding_overhead of each forward pass, for the benchmark."""
         self.forwards: list[int] = []
@@ -257,13 +331,14 @@ class Pack:
         samples = {i: self.members[i].sample_step() for i in running}
         slots = max(len(batches) for _, batches in samples.values())
         losses: dict[int, list[torch.Tensor]] = {i: [] for i in running}
+        saturations: dict[int, list[torch.Tensor]] = {i: [] for i in running}
         errors: dict[int, list[tuple[int, float, float]]] = {i: [] for i in running}
         for slot in range(slots):
             filled = [i for i in running if slot < len(samples[i][1])]
             groups = self.length_groups(filled, [samples[i][1][slot][0] for i in filled])
             self.forwards.append(len(groups))
             for group in groups:
-                self.forward_group(group, [samples[i][1][slot] for i in group], losses, errors)
+                self.forward_group(group, [samples[i][1][slot] for i in group], losses, saturations, errors)
         self.model.zero_grad()
         diverged, objectives, means = [], [], {}
         for i in running:
@@ -271,8 +346,8 @@ class Pack:
             if not torch.isfinite(loss):
                 diverged.append(i)
                 continue
-            means[i] = loss
-            saturation = loss.new_zeros(())  # K15 has no auxiliary loss
+            saturation = torch.stack(saturations[i]).mean()
+            means[i] = (loss, saturation)
             objectives.append(self.members[i].objective(loss, saturation))
         if objectives:
             torch.stack(objectives).sum().backward()
@@ -280,7 +355,8 @@ class Pack:
         self.model.gradients_to_members(updating)
         for i in updating:
             with self.own_rng(i):
-                self.members[i].update(samples[i][0], float(means[i].detach()), 0.0, errors[i])
+                loss, saturation = means[i]
+                self.members[i].update(samples[i][0], float(loss.detach()), float(saturation.detach()), errors[i])
         return diverged
 
     def length_groups(self, members: list[int], lengths: list[int]) -> list[list[int]]:
@@ -298,10 +374,11 @@ class Pack:
         group: list[int],
         batches: list[tuple[int, torch.Tensor, torch.Tensor]],
         losses: dict[int, list[torch.Tensor]],
+        saturations: dict[int, list[torch.Tensor]],
         errors: dict[int, list[tuple[int, float, float]]],
     ) -> None:
-        """One grouped forward pass over `group`'s batches (length, inputs, targets); appends each member's loss
-        and its (length, sequence error, digit error)."""
+        """One grouped forward pass over `group`'s batches (length, inputs, targets); appends each member's loss,
+        auxiliary loss and (length, sequence error, digit error)."""
         lengths = [length for length, _, _ in batches]
         inputs, targets = padded([b[1] for b in batches]), padded([b[2] for b in batches])
         rates = {
@@ -314,9 +391,12 @@ class Pack:
             return self.draw(member, shape, rates[member])
 
         self.padding.append(padding_overhead(lengths))
-        logits, member_losses = self.model.forward(group, inputs, targets, lengths, draw if training else None)
+        logits, member_losses, member_saturations = self.model.forward(
+            group, inputs, targets, lengths, draw if training else None
+        )
         for g, i in enumerate(group):
             losses[i].append(member_losses[g])
+            saturations[i].append(member_saturations[g])
             errors[i].append((lengths[g], *error_rates(logits[g].detach().argmax(dim=-1), targets[g, :, : lengths[g]])))
 
     def run(self, finished: Callable[[int, TrainResult], None] | None = None) -> list[TrainResult]:

@@ -45,11 +45,9 @@ def test_packs_are_seeds_of_one_cell_in_expansion_order(make_sweep):
 
 
 def test_a_pack_the_trainer_cannot_train_is_refused_before_anything_runs(make_sweep):
-    f17 = make_sweep(
-        base={"task": "badd", "model": "f17", "max_length": 9, "bins": [9]}, resources={"cpu": 1, "pack": 2}
-    )
-    with pytest.raises(SweepConfigError, match=r"in `resources.pack`.*K15 models only.*Nothing was launched"):
-        load_sweep(str(f17))
+    offload = make_sweep(base={**TINY_BASE, "memory": "offload"}, resources={"cpu": 1, "pack": 2})
+    with pytest.raises(SweepConfigError, match=r"in `resources.pack`.*memory 'offload'.*Nothing was launched"):
+        load_sweep(str(offload))
     gpu = make_sweep(resources={"cpu": 1, "gpu": 1, "pack": 2})
     with pytest.raises(SweepConfigError, match=r"in `resources.pack`.*device 'cuda'.*on a CPU, for now"):
         load_sweep(str(gpu))
