@@ -93,15 +93,18 @@ def solve_table(
                 "acc_perfect": int((group["_accuracy"] >= 1.0).sum()),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["confidence"] = confidence  # for solve_markdown's interval header
+    return table
 
 
 def solve_markdown(table: pd.DataFrame, by: list[str], multiple: float = 10.0, length: int = 100) -> str:
-    """The solve table as a markdown table for a report or a README."""
+    """The solve table as a markdown table for a report or a README; the interval's header gives the confidence
+    `solve_table` used."""
     header = [
         *by,
         f"solved <= {multiple:g}x floor",
-        "95% CI",
+        f"{table.attrs.get('confidence', CONFIDENCE):.0%} CI",
         "median episodes (solved)",
         "floor",
         "ratio",

@@ -54,6 +54,9 @@ def test_solve_markdown_has_a_row_per_cell_with_counts_and_interval():
     lines = text.splitlines()
     assert len(lines) == 4 and lines[2].startswith("| q | 2/4 | [")
     assert "| - | 175 | - |" in lines[3]  # no solved seed: no median, no ratio
+    assert "| 95% CI |" in lines[0]
+    narrower = rl.solve_markdown(rl.solve_table(trials, ["agent"], floor, confidence=0.8), ["agent"])
+    assert "| 80% CI |" in narrower.splitlines()[0] and narrower.splitlines()[2] != lines[2]
 
 
 def test_floors_are_the_perfect_policys_episodes_per_env_seed_and_time_limit():
