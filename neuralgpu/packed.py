@@ -399,8 +399,13 @@ class Pack:
             saturations[i].append(member_saturations[g])
             errors[i].append((lengths[g], *error_rates(logits[g].detach().argmax(dim=-1), targets[g, :, : lengths[g]])))
 
-    def run(self, finished: Callable[[int, TrainResult], None] | None = None) -> list[TrainResult]:
-        """Train until every member stops; `finished(i, result)` is called as member i stops (the others go on)."""
+    def run(
+        self,
+        finished: Callable[[int, TrainResult], None] | None = None,
+        stepped: Callable[[], None] | None = None,
+    ) -> list[TrainResult]:
+        """Train until every member stops; `finished(i, result)` is called as member i stops (the others go on),
+        `stepped()` after each step's members have reported (so a caller can save all their checkpoints once)."""
         results: dict[int, TrainResult] = {}
 
         def end(i: int, reason: str) -> None:
@@ -436,6 +441,8 @@ class Pack:
                     if reason is not None:
                         end(i, reason)
                         running.remove(i)
+            if stepped is not None:
+                stepped()
         return [results[i] for i in range(len(self.members))]
 
 
@@ -451,11 +458,12 @@ def train_pack(
     checkpoint_dirs: list[str | None] | None = None,
     resume_from: list[str | None] | None = None,
     finished: Callable[[int, TrainResult], None] | None = None,
+    stepped: Callable[[], None] | None = None,
 ) -> list[TrainResult]:
     """Train the configs (one cell, several seeds) as one pack; each member reports and checkpoints as its solo
     run would, to its own `reports[i]` and `checkpoint_dirs[i]`, and resumes from `resume_from[i]`.
-    `finished(i, result)` is called as member i stops, while the others go on."""
-    return Pack(cfgs, reports, checkpoint_dirs, resume_from).run(finished)
+    `finished(i, result)` is called as member i stops, while the others go on; `stepped()` after every step."""
+    return Pack(cfgs, reports, checkpoint_dirs, resume_from).run(finished, stepped)
 
 
 def main(argv: list[str] | None = None) -> int:

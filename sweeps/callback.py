@@ -18,7 +18,7 @@ from ray import tune
 
 from sweeps.expand import Trial
 from sweeps.session import Session
-from sweeps.trainable import MEMBER_KEY, NODE_KEY, RESULT_KEY, SKIPPED_KEY
+from sweeps.trainable import MEMBER_KEY, NODE_KEY, PACK_CHECKPOINT_KEY, RESULT_KEY, SKIPPED_KEY
 
 SESSIONS: dict[str, Session] = {}
 """sweep name -> the live session of this driver, while an executor runs its trials (see `recording`)."""
@@ -69,7 +69,7 @@ class RecordingCallback(tune.Callback):
             self.live.progress.start(found.key)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if SKIPPED_KEY in result:
+        if SKIPPED_KEY in result or PACK_CHECKPOINT_KEY in result:
             return
         packed = MEMBER_KEY in result
         found = self._lookup(result[MEMBER_KEY] if packed else trial.config["trial"]["trial_key"])

@@ -21,7 +21,9 @@ RESULT_KEY = "seedpool/result_json"
 SKIPPED_KEY = "seedpool/skipped"
 """Final report of a trial whose key was already finished when an old Tune experiment was restored."""
 MEMBER_KEY = "seedpool/member"
-"""In every report of a packed trial (resources.pack): the trial key of the member (seed) it is about."""
+"""In every report of a packed trial (resources.pack) about one member (seed): its trial key."""
+PACK_CHECKPOINT_KEY = "seedpool/pack_checkpoint"
+"""A packed trial's report that only saves its checkpoint (every member's latest), once per step that wrote any."""
 NODE_KEY = "seedpool/node_id"
 """In every training report: the Ray node that runs the trial (Tune's own `hostname` and `node_ip` are the same
 for several nodes on one host)."""
@@ -88,12 +90,22 @@ def run_pack(trial: dict[str, Any], finished_keys: frozenset[str]) -> None:
             candidates = [os.path.join(restored, member["trial_key"]) for member in members]
             resume_from = [path if os.path.isdir(path) else None for path in candidates]
 
+        # A member's report goes at once; the checkpoints its members wrote in one step are saved together after
+        # it (one copy of the pack's folder per step, not one per member). The driver has then recorded each
+        # member up to that step: a retry from an earlier checkpoint replays steps it drops as already recorded.
+        written = [False]
+
         def reporter(key: str) -> Any:
             def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
-                persisted = tune.Checkpoint.from_directory(root) if checkpoint else None
-                tune.report({**metrics, NODE_KEY: node_id, MEMBER_KEY: key}, checkpoint=persisted)
+                tune.report({**metrics, NODE_KEY: node_id, MEMBER_KEY: key})
+                written[0] = written[0] or checkpoint is not None
 
             return report
+
+        def stepped() -> None:
+            if written[0]:
+                tune.report({PACK_CHECKPOINT_KEY: 1}, checkpoint=tune.Checkpoint.from_directory(root))
+                written[0] = False
 
         def finished(i: int, result: Any) -> None:
             # The pack's wall and CPU seconds so far, shared out among its members: they trained side by side
@@ -103,8 +115,13 @@ def run_pack(trial: dict[str, Any], finished_keys: frozenset[str]) -> None:
                 "trial_time_s": (time.perf_counter() - started) / len(members),
                 "trial_cpu_s": (time.process_time() - cpu_started) / len(members),
             }
+            # The checkpoint with this member's final state (its last report wrote it just now) first: Tune
+            # registers a report's checkpoint after the driver has seen the report, and the driver logs the
+            # member's checkpoint as it records the result.
+            written[0] = True
+            stepped()
             key = members[i]["trial_key"]
             tune.report({"step": result.steps, MEMBER_KEY: key, RESULT_KEY: json.dumps(summary, default=str)})
 
         reports = [reporter(member["trial_key"]) for member in members]
-        spec.pack_callable()(cfgs, reports, directories, resume_from, finished)
+        spec.pack_callable()(cfgs, reports, directories, resume_from, finished, stepped)

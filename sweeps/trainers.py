@@ -42,8 +42,8 @@ class TrainerSpec:
     """Raises ValueError naming the field when these run configs cannot train as one pack (resources.pack);
     None: the trainer has no packed mode."""
     pack_function: str = ""
-    """`module:function` with the signature `train_pack(cfgs, reports, checkpoint_dirs, resume_from, finished)`
-    (neuralgpu.packed.train_pack), when the trainer has a packed mode."""
+    """`module:function` with the signature `train_pack(cfgs, reports, checkpoint_dirs, resume_from, finished,
+    stepped)` (neuralgpu.packed.train_pack), when the trainer has a packed mode."""
 
     def pack_callable(self) -> Callable[..., Any]:
         return load_object(self.pack_function)

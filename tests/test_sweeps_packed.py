@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from test_sweeps_e2e import child_runs, interrupt_and_resume
 
 from neuralgpu.config import TrainConfig
-from neuralgpu.train import train
+from neuralgpu.train import Trainer, train
 from sweeps.cli import main
 from sweeps.expand import form_packs, load_sweep
 from sweeps.schema import SweepConfigError
@@ -76,6 +76,9 @@ def test_a_packed_pool_records_each_seed_as_its_solo_run(make_sweep, mlflow_db, 
         assert [m.step for m in history] == [row["step"] for row in rows], "the whole curve, each step once"
         assert [m.value for m in history] == pytest.approx([row["train/loss"] for row in rows], rel=1e-5)
         stopped_early += result.steps < 200
+        # The checkpoint logged with the run is this member's own, at its last step (not a pack-mate's).
+        state = Trainer.load_checkpoint(client.download_artifacts(run.info.run_id, "checkpoint"))
+        assert state["progress"]["step"] == result.steps and state["config"]["seed"] == trial.seed
     assert 0 < stopped_early < 4, "some members stop while their pack goes on"
 
 
