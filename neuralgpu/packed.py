@@ -3,8 +3,8 @@
 Each member is a whole solo `neuralgpu.train.Trainer`: its own config and seed, model, optimiser, learning rate,
 curriculum, RNG streams, success test, stopping rule, reports and checkpoints. The pack replaces only the forward
 and backward passes: every parameter of the members is stacked into one tensor (members' parameters become views
-of their slices), and each step runs the running members as one model whose CGRU convolutions have one group per
-member. A member that stops leaves the pack; later steps run without it.
+of their slices), and each step runs the running members as one model whose convolutions (K15's CGRUs, F17's
+DCGRU) have one group per member. A member that stops leaves the pack; later steps run without it.
 
 Exactness: a member's batches, dropout masks, gradient noise and optimiser steps are drawn and taken as in its solo
 run (each member's global RNG state is swapped in around its own draws), so its curve agrees with the solo run's
