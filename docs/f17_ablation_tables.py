@@ -21,7 +21,7 @@ from analysis.continuous import probability_of_improvement_ci
 from analysis.load import load_curves, load_trials
 from analysis.outcomes import SuccessRule, rejudge
 from analysis.rates import compare_two, rate_table
-from analysis.survival import km_median
+from analysis.survival import km_median, logrank
 
 ARM_FIELDS = ["optimizer", "clip_norm", "lr_decay_rule", "init", "dropout"]
 NOW = ("adamax_f17", 0.0, "f17", "f17", 0.5)
@@ -67,6 +67,14 @@ def end_train_error(trials: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
     train = curves[curves["metric"] == "eval/digit_error@train"].sort_values("step")
     last = train.groupby("run_id")["value"].apply(lambda v: float(v.tail(LAST_EVALS).mean()))
     return trials["run_id"].map(last)
+
+
+def gate_as_event(group: pd.DataFrame) -> pd.DataFrame:
+    """The runs with reaching the gate as their event, for the log-rank test of time to the training length."""
+    out = group.copy()
+    out["outcome"] = np.where(out["gate_step"].notna(), "success", "failed")
+    out["gate_time"] = out["gate_step"].fillna(out["steps"])
+    return out
 
 
 def spread(values: pd.Series) -> str:
@@ -119,9 +127,10 @@ def main() -> None:
 
     print(
         "\n| arm against the recipe now | rate difference [95% Newcombe], Fisher p | "
-        "P(lower digit error at 13, end) [95%] | P(lower digit error at 131) [95%] |"
+        "P(lower digit error at 13, end) [95%] | P(lower digit error at 131) [95%] | "
+        "time to the training length: log-rank p |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     now = trials[trials["arm"] == NOW]
     for key, group in trials.groupby("arm", sort=False):
@@ -136,7 +145,7 @@ def main() -> None:
             cells.append(f"{point:.2f} [{low:.2f}, {high:.2f}]")
         print(
             f"| {label(key)} | {diff.difference:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}], p = {diff.p_value:.2f} | "
-            f"{cells[0]} | {cells[1]} |"
+            f"{cells[0]} | {cells[1]} | {logrank(gate_as_event(group), gate_as_event(now), 'gate_time').p_value:.2g} |"
         )
     spent = trials.groupby("arm", sort=False)["wall_time_s"].sum() / 60
     print("\ntraining minutes per arm (trial wall time):", ", ".join(f"{label(k)}: {v:.0f}" for k, v in spent.items()))
