@@ -66,9 +66,11 @@ class PackedModels:
     def __init__(self, models: list[nn.Module]):
         self.models = models
         self.cfg = models[0].cfg
+        named = [dict(model.named_parameters()) for model in models]
+        self.member_params: dict[str, list[nn.Parameter]] = {name: [n[name] for n in named] for name in named[0]}
+        """Parameter name -> each member's parameter of that name (a view of its slice of `stacked`)."""
         self.stacked: dict[str, nn.Parameter] = {}
-        for name, _ in models[0].named_parameters():
-            members = [dict(model.named_parameters())[name] for model in models]
+        for name, members in self.member_params.items():
             self.stacked[name] = nn.Parameter(torch.stack([p.detach() for p in members]))
             for i, p in enumerate(members):
                 p.data = self.stacked[name].data[i]
@@ -86,7 +88,7 @@ class PackedModels:
             if stacked.grad is None:
                 continue
             for i in members:
-                p = dict(self.models[i].named_parameters())[name]
+                p = self.member_params[name][i]
                 p.grad = stacked.grad[i] if p.grad is None else p.grad + stacked.grad[i]
 
     def forward(
