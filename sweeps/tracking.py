@@ -278,8 +278,9 @@ PERMANENT_ERRORS = {
     "UNAUTHENTICATED",
 }
 """MLflow error codes that say the write itself is wrong: retrying it later would fail the same way."""
-RETRY_AFTER_S = 30.0
-"""While the store is away, writes go to the journal only; sending is tried again this often."""
+RETRY_AFTER_S = 10.0
+"""While the store is away, writes go to the journal only; sending is tried again this often (each try is one
+2 s health check for a server, so the record catches up within seconds of the store's return)."""
 
 
 def store_away(exc: BaseException) -> bool:

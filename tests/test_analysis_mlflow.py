@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from drivers import driver, finish
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
@@ -424,16 +425,16 @@ def test_loader_reads_the_same_through_a_tracking_server(pool):
 
 
 @pytest.mark.slow
-def test_report_on_a_real_tiny_sweep(tmp_path):
-    """The orchestrator's own tiny sweep (Ray Tune + MLflow), then `python -m analysis.report` on it."""
+def test_report_on_a_real_tiny_sweep(tmp_path, ray_cluster):
+    """The orchestrator's own tiny sweep (Ray Tune + MLflow, on the tests' Ray cluster), then
+    `python -m analysis.report` on it."""
     config = tmp_path / "tiny.yaml"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     text = (ROOT / "sweeps" / "configs" / "tiny.yaml").read_text()
     config.write_text(text + f'\ntracking: {{uri: "{uri}", storage: {tmp_path / "ray"}}}\n')
-    sweep = subprocess.run(
-        [sys.executable, "-m", "sweeps", "run", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    proc = driver(config, ray_cluster)
+    sweep = finish(proc, 600)
+    assert proc.returncode == 0 and "Traceback" not in sweep, sweep[-3000:]
     out = tmp_path / "report"
     done = subprocess.run(
         [sys.executable, "-m", "analysis.report", "tiny", "--tracking-uri", uri, "--output-dir", str(out)],
