@@ -61,8 +61,9 @@ class TrainConfig(RunConfig):
     # --- model -----------------------------------------------------------------------------------------------
     model: str = "k15"
     """k15: Kaiser & Sutskever 2015 as extended by P16; f17: Freivalds & Liepins 2017 (1-D, diagonal gates)."""
-    width: int = 24
-    """m, the number of maps of the mental image (P16 default 24; P16 explored 3..512)."""
+    width: int | None = None
+    """m, the number of maps of the mental image. None: k15 24 (P16's default; P16 explored 3..512); f17 per task
+    as F17's trainer: 48 for badd and sort, 96 for bmul, 192 for qmul and mul, 48 for tasks F17 did not train."""
     height: int = 4
     """h, the height of the mental image."""
     kernel: int = 3

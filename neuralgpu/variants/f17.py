@@ -3,7 +3,7 @@
 weight, AdaMax with lr 0.01 * 48 / width.
 
 The recipe follows F17's public trainer (LUMII-Syslab/DNGPU; the audit is docs/neural-gpu-fidelity.md): its own
-AdaMax without a global gradient clip, its LR decay rule, its initialisation and its dropout per task."""
+AdaMax without a global gradient clip, its LR decay rule, its initialisation, and its width and dropout per task."""
 
 from __future__ import annotations
 
@@ -20,8 +20,17 @@ F17_DROPOUT = {"badd": 0.5}
 mulbcd and sort)."""
 
 
+F17_WIDTH = {"badd": 48, "sort": 48, "bmul": 96, "qmul": 192, "mul": 192}
+"""F17's width m per task (DNGPU_trainer.py: badd 48, sort 48, bmul 96, qmul 192, mulbcd 192, its decimal
+multiplication); tasks F17 did not train get 48, the width its learning rate 0.01 * 48 / m is scaled from."""
+
+
 def f17_dropout(cfg) -> float:
     return F17_DROPOUT.get(cfg.task, 0.1)
+
+
+def f17_width(cfg) -> int:
+    return F17_WIDTH.get(cfg.task, 48)
 
 
 def glorot_bound(fan_in: int, fan_out: int) -> float:
@@ -57,7 +66,8 @@ def f17_init_(model: torch.nn.Module) -> None:
 
 class F17(ModelVariant):
     module = "neuralgpu.model:ImprovedNeuralGPU"
-    recipe = {
+    recipe = {  # in order: the learning rate follows the width
+        "width": f17_width,
         "relax_copies": 1,
         "dropout": f17_dropout,
         "curriculum": "bins",

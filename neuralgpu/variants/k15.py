@@ -9,6 +9,7 @@ from seedcore.config import quote
 class K15(ModelVariant):
     module = "neuralgpu.model:NeuralGPU"
     recipe = {
+        "width": 24,
         "relax_copies": 6,
         "dropout": 0.15,
         "curriculum": "length",
