@@ -200,3 +200,16 @@ def test_f17_dropout_per_task_and_an_explicit_value_wins():
     )
     k15 = TrainConfig.from_dict({})
     assert (k15.optimizer, k15.init, k15.lr_decay_rule, k15.clip_norm) == ("adam", "torch", "k15", 1.0)
+
+
+def test_f17_width_per_task_sets_its_learning_rate_and_an_explicit_width_wins():
+    def recipe(**values):
+        cfg = TrainConfig.from_dict({"model": "f17", **values})
+        return cfg.width, cfg.lr
+
+    assert recipe(task="badd") == (48, pytest.approx(0.01))  # F17's trainer: m 48 for binary addition
+    assert recipe(task="bmul") == (96, pytest.approx(0.005))
+    assert recipe(task="mul") == (192, pytest.approx(0.0025))  # as F17's decimal multiplication (mulbcd)
+    assert recipe(task="qadd")[0] == 48  # a task F17 did not train: its reference width
+    assert recipe(task="bmul", width=24) == (24, pytest.approx(0.02))
+    assert TrainConfig.from_dict({"task": "bmul"}).width == 24  # k15 unchanged
